@@ -1,0 +1,499 @@
+"""The engine: owns connections, registries, the router and the built-in modules."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from teamster.engine.builtin import BindingSet, Input, Module
+from teamster.engine.channels import ChannelRegistry
+from teamster.engine.config import ConfigError, EngineConfig
+from teamster.engine.connection import Connection, InprocConnection, LocalPeer
+from teamster.engine.registry import Conflict, FunctionEntry, FunctionRegistry, Invocation
+from teamster.engine.router import Router
+from teamster.engine.triggers import (
+    Binding,
+    TriggerConfigError,
+    TriggerProvider,
+    TriggerRegistry,
+    TriggerType,
+    WorkerProvider,
+)
+from teamster.protocol import (
+    InvocationError,
+    InvocationResult,
+    InvokeFunction,
+    Message,
+    Ping,
+    Pong,
+    Reattach,
+    RegisterFunction,
+    RegisterService,
+    RegisterTrigger,
+    RegisterTriggerType,
+    RegistrationRejected,
+    TriggerRegistrationResult,
+    UnregisterFunction,
+    UnregisterTrigger,
+    UnregisterTriggerType,
+    WorkerRegistered,
+)
+from teamster.protocol import errors as codes
+from teamster.storage import Storage, open_storage
+
+log = logging.getLogger("teamster.engine")
+
+WORKERS_REGISTER = "engine::workers::register"
+_NAMESPACED = (
+    RegisterFunction,
+    UnregisterFunction,
+    RegisterService,
+    RegisterTrigger,
+    UnregisterTrigger,
+    RegisterTriggerType,
+    UnregisterTriggerType,
+)
+_REATTACH_EVICT_TIMEOUT_S = 5.0
+_MAX_NAME = 280
+
+
+class ConditionNotMet(Exception):
+    """A binding's condition function returned `false`: the handler was skipped."""
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None, *, storage: Storage | None = None) -> None:
+        self.config = config or EngineConfig()
+        self._given_storage = storage
+        self._storage = storage
+        self.functions = FunctionRegistry()
+        self.triggers = TriggerRegistry()
+        self.router = Router(self.functions)
+        self.channels = ChannelRegistry()
+        self.connections: dict[str, Connection] = {}
+        self.worker_names: dict[tuple[str, str], Connection] = {}
+        self.worker_events: BindingSet[Input] = BindingSet()  # bindings of engine::workers-available
+        self.modules: list[Module] = []
+        self.ports: dict[str, int] = {}  # listener name -> bound port, filled by the listening modules
+        self.started_at = time.time()
+        self.telemetry_frames: dict[str, int] = {}  # kept as counts until span storage lands
+        self._grace: dict[str, asyncio.TimerHandle] = {}
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            raise RuntimeError("the engine has not started: storage is opened by start()")
+        return self._storage
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from teamster.engine.modules import module_classes
+
+        classes = module_classes()
+        for entry in self.config.workers:
+            cls = classes.get(entry.name)
+            if cls is None:
+                raise ConfigError(f"unknown worker {entry.name!r}; built-in workers are: {', '.join(sorted(classes))}")
+            try:
+                module_config = cls.Config.model_validate(entry.config)
+            except Exception as exc:
+                raise ConfigError(f"worker {entry.name}: {exc}") from None
+            self.modules.append(cls(self, module_config))
+        if self._storage is None:
+            self._storage = open_storage(self.config.storage, self.config.data_dir)
+        self.started_at = time.time()
+        for module in self.modules:
+            await module.start()
+
+    async def stop(self) -> None:
+        for conn in list(self.connections.values()):
+            await self.disconnect(conn)
+            await conn.close(1001, "engine shutting down")
+        for module in reversed(self.modules):
+            await module.stop()
+        await self.router.drain()
+        if self._given_storage is None and self._storage is not None:
+            await self._storage.close()
+            self._storage = None
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---- what built-in modules use ------------------------------------------------------------
+
+    def builtin(
+        self,
+        function_id: str,
+        handler: Callable[[Invocation], Awaitable[Any]],
+        *,
+        description: str | None = None,
+        request_format: Any = None,
+        response_format: Any = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.functions.claim(
+            FunctionEntry(
+                id=function_id,
+                namespace="default",
+                execute=handler,
+                description=description,
+                request_format=request_format,
+                response_format=response_format,
+                metadata=metadata,
+                registered_at_ms=_now_ms(),
+            )
+        )
+
+    async def builtin_type(self, type_id: str, provider: TriggerProvider, description: str | None = None) -> None:
+        await self.triggers.add_type(
+            TriggerType(id=type_id, namespace="default", provider=provider, description=description)
+        )
+
+    def ingest_telemetry(self, kind: str, payload: bytes) -> None:
+        """An `OTLP`/`LOGS`/`MTRC` frame from a worker: counted, then dropped."""
+        self.telemetry_frames[kind] = self.telemetry_frames.get(kind, 0) + 1
+
+    async def call(self, function_id: str, data: Any, *, namespace: str = "default", metadata: Any = None) -> Any:
+        return await self.router.call(function_id, data, namespace=namespace, metadata=metadata)
+
+    async def fire(self, binding: Binding, event: Any) -> Any:
+        """Run a binding's function with `event`, after its condition (skipped only on literal `false`)."""
+        condition = binding.condition_function_id
+        if condition is not None:
+            verdict = await self.router.call(condition, event, namespace=binding.namespace, metadata=binding.metadata)
+            if verdict is False:
+                raise ConditionNotMet(binding.id)
+        return await self.router.call(
+            binding.function_id, event, namespace=binding.namespace, metadata=binding.metadata
+        )
+
+    def fire_in_order(self, bindings: list[Binding], event: Any) -> None:
+        """Fire bindings one after another in the background; the caller is not blocked."""
+        if bindings:
+            self.router.spawn(self._fire_sequence(bindings, event))
+
+    async def _fire_sequence(self, bindings: list[Binding], event: Any) -> None:
+        for binding in bindings:
+            try:
+                await self.fire(binding, event)
+            except ConditionNotMet:
+                pass
+            except InvocationError as exc:
+                log.warning(
+                    "trigger %s (%s -> %s) failed: %s", binding.id, binding.trigger_type, binding.function_id, exc
+                )
+
+    # ---- connections --------------------------------------------------------------------------
+
+    async def attach(self, peer: LocalPeer) -> InprocConnection:
+        """Connect an in-process worker: same protocol, no socket, no encoding."""
+        conn = InprocConnection(peer)
+        await self.connect(conn)
+        return conn
+
+    async def connect(self, conn: Connection) -> None:
+        self.connections[conn.worker_id] = conn
+        await conn.send(WorkerRegistered(worker_id=conn.worker_id, reattach_token=conn.reattach_token))
+        self._worker_event("worker_connected", conn.worker_id)
+        grace = self.config.registration_namespace_grace_ms / 1000
+        self._grace[conn.worker_id] = asyncio.get_running_loop().call_later(
+            grace, lambda: self.router.spawn(self._pin_namespace(conn, "default"))
+        )
+
+    async def disconnect(self, conn: Connection) -> None:
+        """Everything of §3.6, once: functions, invocations, triggers, trigger types, channels, name lease."""
+        if conn.closing:
+            return
+        conn.closing = True
+        timer = self._grace.pop(conn.worker_id, None)
+        if timer is not None:
+            timer.cancel()
+        conn.held = None
+        self.connections.pop(conn.worker_id, None)
+        for namespace, function_id in conn.functions:
+            self.functions.release(namespace, function_id, conn)
+        self.router.stop_all(conn)
+        for binding_id in list(conn.triggers):
+            await self.triggers.remove_binding(binding_id)
+        for key in conn.trigger_types:
+            tt = self.triggers.types.get(key)
+            if tt is not None and tt.owner is conn:
+                await self.triggers.remove_type(key)
+        self.channels.delete_owned_by(conn.worker_id)
+        for name_key in [k for k, holder in self.worker_names.items() if holder is conn]:
+            del self.worker_names[name_key]
+        self._worker_event("worker_disconnected", conn.worker_id)
+
+    async def handle(self, conn: Connection, msg: Message) -> None:
+        """One decoded frame from `conn`. Registrations apply in arrival order; calls run concurrently."""
+        if isinstance(msg, InvokeFunction):
+            if msg.function_id == WORKERS_REGISTER:
+                await self._name_from_frame(conn, msg)
+            else:
+                self.router.spawn(self._serve(conn, msg))
+        elif isinstance(msg, InvocationResult):
+            self.router.resolve(msg)
+        elif isinstance(msg, _NAMESPACED):
+            if conn.held is not None:
+                conn.held.append(msg)
+            else:
+                await self._apply(conn, msg)
+        elif isinstance(msg, TriggerRegistrationResult):
+            await self._trigger_result(conn, msg)
+        elif isinstance(msg, Reattach):
+            await self._reattach(conn, msg)
+        elif isinstance(msg, Ping):
+            await conn.send(Pong())
+        else:
+            log.debug("ignoring %s from worker %s", msg.type, conn.worker_id)
+
+    async def register_worker(self, inv: Invocation) -> dict[str, Any]:
+        """`engine::workers::register` called as a function: the caller names itself."""
+        conn = inv.caller
+        if conn is None:
+            raise InvocationError(codes.INVOCATION_ERROR, "engine::workers::register must be called by a worker")
+        return await self.name_worker(conn, inv.data if isinstance(inv.data, dict) else {})
+
+    async def name_worker(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+        """Name the worker, take its (namespace, name) lease and pin its namespace."""
+        namespace = data.get("namespace")
+        if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
+            raise InvocationError(codes.INVALID_NAMESPACE, "namespace must be a non-blank string")
+        namespace = namespace or "default"
+        name = _sanitize(data.get("name")) or conn.name
+        holder = self.worker_names.get((namespace, name))
+        if holder is not None and holder is not conn and not holder.closing:
+            await conn.send(
+                RegistrationRejected(
+                    code=codes.WORKER_NAMESPACE_CONFLICT,
+                    namespace=namespace,
+                    worker_name=name,
+                    owner_worker_id=holder.worker_id,
+                )
+            )
+            await self.disconnect(conn)
+            await conn.close(1008, "worker name already registered")
+            return {"success": False}
+        for key in [k for k, c in self.worker_names.items() if c is conn]:
+            del self.worker_names[key]
+        self.worker_names[(namespace, name)] = conn
+        conn.name = name
+        conn.info = {k: v for k, v in data.items() if not k.startswith("_")}
+        await self._pin_namespace(conn, namespace)
+        self._worker_event("worker_metadata_updated", conn.worker_id)
+        return {"success": True}
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    async def _name_from_frame(self, conn: Connection, msg: InvokeFunction) -> None:
+        """Handled inline, not spawned, so held registrations drain before the frames that follow."""
+        try:
+            reply = InvocationResult(
+                invocation_id="",
+                function_id=msg.function_id,
+                result=await self.name_worker(conn, msg.data if isinstance(msg.data, dict) else {}),
+            )
+        except InvocationError as exc:
+            log.warning("worker %s: %s", conn.worker_id, exc)
+            reply = InvocationResult(invocation_id="", function_id=msg.function_id, error=exc.to_wire())
+        await self._reply(conn, msg, reply)
+
+    async def _serve(self, conn: Connection, msg: InvokeFunction) -> None:
+        try:
+            result = await self.router.invoke(conn, msg)
+        except InvocationError as exc:
+            reply = InvocationResult(invocation_id="", function_id=msg.function_id, error=exc.to_wire())
+        except Exception as exc:  # a bug in a built-in must not take the connection down
+            log.exception("built-in %s failed", msg.function_id)
+            reply = InvocationResult(
+                invocation_id="",
+                function_id=msg.function_id,
+                error={"code": codes.INVOCATION_ERROR, "message": str(exc)},
+            )
+        else:
+            reply = InvocationResult(invocation_id="", function_id=msg.function_id, result=result)
+        await self._reply(conn, msg, reply)
+
+    async def _reply(self, conn: Connection, msg: InvokeFunction, reply: InvocationResult) -> None:
+        is_void = msg.action is not None and msg.action.get("type") == "void"
+        if msg.invocation_id is not None and not is_void:
+            reply.invocation_id = msg.invocation_id
+            await conn.send(reply)
+
+    async def _pin_namespace(self, conn: Connection, namespace: str) -> None:
+        timer = self._grace.pop(conn.worker_id, None)
+        if timer is not None:
+            timer.cancel()
+        if conn.held is None or conn.closing:
+            return
+        conn.namespace = namespace
+        held, conn.held = conn.held, None
+        for msg in held:
+            await self._apply(conn, msg)
+
+    async def _apply(self, conn: Connection, msg: Message) -> None:
+        namespace = conn.namespace or "default"
+        if isinstance(msg, RegisterFunction):
+            await self._register_function(conn, msg, namespace)
+        elif isinstance(msg, UnregisterFunction):
+            if self.functions.release(namespace, msg.id, conn):
+                conn.functions.discard((namespace, msg.id))
+        elif isinstance(msg, RegisterTrigger):
+            await self._register_trigger(conn, msg)
+        elif isinstance(msg, UnregisterTrigger):
+            if msg.id in conn.triggers:
+                conn.triggers.discard(msg.id)
+                await self.triggers.remove_binding(msg.id)
+        elif isinstance(msg, RegisterTriggerType):
+            await self._register_trigger_type(conn, msg, msg.namespace or namespace)
+        elif isinstance(msg, UnregisterTriggerType):
+            key = (msg.namespace or namespace, msg.id)
+            if key in conn.trigger_types:
+                conn.trigger_types.discard(key)
+                await self.triggers.remove_type(key)
+        # RegisterService only groups functions for display; services derive from id prefixes.
+
+    async def _register_function(self, conn: Connection, msg: RegisterFunction, namespace: str) -> None:
+        if msg.id.startswith("engine::") and namespace != "default":
+            await conn.send(
+                RegistrationRejected(
+                    code=codes.FUNCTION_NAMESPACE_CONFLICT, namespace=namespace, function_id=msg.id, owner_worker_id=""
+                )
+            )
+            return
+        execute = (
+            _not_invokable
+            if msg.invocation is not None
+            else conn.executor(msg.id, functools.partial(self.router.remote, conn))
+        )
+        entry = FunctionEntry(
+            id=msg.id,
+            namespace=namespace,
+            execute=execute,
+            owner=conn,
+            description=msg.description,
+            request_format=msg.request_format,
+            response_format=msg.response_format,
+            metadata=msg.metadata,
+            registered_at_ms=_now_ms(),
+        )
+        try:
+            self.functions.claim(entry)
+        except Conflict as exc:
+            await conn.send(
+                RegistrationRejected(
+                    code=codes.FUNCTION_NAMESPACE_CONFLICT,
+                    namespace=namespace,
+                    function_id=msg.id,
+                    owner_worker_id=exc.owner_worker_id,
+                )
+            )
+            return
+        conn.functions.add((namespace, msg.id))
+
+    async def _register_trigger(self, conn: Connection, msg: RegisterTrigger) -> None:
+        for value in (msg.namespace, msg.trigger_namespace):
+            if value is not None and not value.strip():
+                await self._refuse_trigger(conn, msg, codes.INVALID_NAMESPACE, "namespace must not be blank")
+                return
+        binding = Binding(
+            id=msg.id,
+            trigger_type=msg.trigger_type,
+            function_id=msg.function_id,
+            config=msg.config,
+            metadata=msg.metadata,
+            namespace=msg.namespace or "default",
+            trigger_namespace=msg.trigger_namespace,
+            owner=conn,
+        )
+        try:
+            await self.triggers.add_binding(binding)
+        except TriggerConfigError as exc:
+            await self._refuse_trigger(conn, msg, codes.TRIGGER_REGISTRATION_FAILED, str(exc))
+            return
+        conn.triggers.add(msg.id)
+
+    async def _refuse_trigger(self, conn: Connection, msg: RegisterTrigger, code: str, message: str) -> None:
+        await conn.send(
+            TriggerRegistrationResult(
+                id=msg.id,
+                trigger_type=msg.trigger_type,
+                function_id=msg.function_id,
+                error={"code": code, "message": message},
+            )
+        )
+
+    async def _register_trigger_type(self, conn: Connection, msg: RegisterTriggerType, namespace: str) -> None:
+        key = (namespace, msg.id)
+        current = self.triggers.types.get(key)
+        if current is not None and current.owner is None:
+            log.warning("worker %s tried to replace built-in trigger type %s; ignored", conn.name, msg.id)
+            return
+        if current is not None and current.owner is not None:
+            current.owner.trigger_types.discard(key)
+        await self.triggers.add_type(
+            TriggerType(
+                id=msg.id,
+                namespace=namespace,
+                provider=WorkerProvider(conn, namespace),
+                owner=conn,
+                description=msg.description,
+                trigger_request_format=msg.trigger_request_format,
+                call_request_format=msg.call_request_format,
+            )
+        )
+        conn.trigger_types.add(key)
+
+    async def _trigger_result(self, conn: Connection, msg: TriggerRegistrationResult) -> None:
+        if msg.error is None:
+            return
+        binding = self.triggers.bindings.get(msg.id)
+        if binding is None or binding.provider_key is None:
+            return
+        provider = self.triggers.types.get(binding.provider_key)
+        if provider is None or provider.owner is not conn:
+            return  # only the type's own provider may refuse its bindings
+        self.triggers.park(msg.id)
+        if binding.owner is not None:
+            await binding.owner.send(msg)
+
+    async def _reattach(self, conn: Connection, msg: Reattach) -> None:
+        old = self.connections.get(msg.previous_worker_id)
+        if old is None or old is conn or not secrets.compare_digest(old.reattach_token, msg.reattach_token):
+            return
+        await self.disconnect(old)
+        try:
+            await asyncio.wait_for(old.close(1000, "reattached"), _REATTACH_EVICT_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("evicted connection %s did not close in time", old.worker_id)
+
+    def _worker_event(self, event: str, worker_id: str) -> None:
+        self.fire_in_order(list(self.worker_events.bindings.values()), {"event": event, "worker_id": worker_id})
+
+
+async def _not_invokable(inv: Invocation) -> Any:
+    raise InvocationError(
+        codes.FUNCTION_NOT_INVOKABLE,
+        f"{inv.function_id} is an HTTP-invoked function; teamster does not run the iii-http-functions worker",
+        function_id=inv.function_id,
+    )
+
+
+def _sanitize(name: Any) -> str:
+    if not isinstance(name, str):
+        return ""
+    return "".join(ch for ch in name if ch.isprintable())[:_MAX_NAME].strip()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,223 @@
+"""How a Worker reaches the engine: a WebSocket with reconnect, or an in-process attachment."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+
+from teamster.protocol import (
+    InvocationError,
+    InvocationResult,
+    InvokeFunction,
+    Message,
+    ProtocolError,
+    decode,
+    encode,
+)
+
+if TYPE_CHECKING:
+    from teamster.engine.connection import InprocConnection, LocalPeer
+    from teamster.engine.engine import Engine
+
+log = logging.getLogger("teamster.sdk")
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CONNECTION_LOST = "CONNECTION_LOST"
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Reconnect delays: initial × multiplier^attempt, capped, with ± jitter."""
+
+    initial_s: float = 0.2
+    multiplier: float = 2.0
+    max_s: float = 10.0
+    jitter: float = 0.3
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.initial_s * self.multiplier**attempt, self.max_s)
+        return max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter)))
+
+
+class Transport(Protocol):
+    async def send(self, msg: Message) -> None: ...
+
+    async def invoke(self, msg: InvokeFunction, timeout: float | None) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalTransport:
+    """Calls go straight into the engine's router: no socket, no encoding."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.conn: InprocConnection | None = None
+
+    async def open(self, peer: LocalPeer) -> None:
+        self.conn = await self.engine.attach(peer)
+
+    async def send(self, msg: Message) -> None:
+        if self.conn is not None:
+            await self.engine.handle(self.conn, msg)
+
+    async def invoke(self, msg: InvokeFunction, timeout: float | None) -> Any:
+        if self.conn is None:
+            raise InvocationError(CONNECTION_LOST, "worker is not attached", function_id=msg.function_id)
+        if timeout is None:
+            return await self.engine.router.invoke(self.conn, msg)
+        async with asyncio.timeout(timeout):
+            return await self.engine.router.invoke(self.conn, msg)
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            await self.engine.disconnect(conn)
+
+
+class WsTransport:
+    """One WebSocket at a time; on loss it reconnects with backoff and `on_open` replays state."""
+
+    def __init__(
+        self,
+        url: str,
+        on_message: Callable[[Message], Awaitable[None]],
+        on_open: Callable[[], Awaitable[None]],
+        backoff: Backoff,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.url = url
+        self._on_message = on_message
+        self._on_open = on_open
+        self._backoff = backoff
+        self._headers = headers or {}
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._connected = asyncio.Event()
+        self._stopped = False
+        self._runner: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def open(self, wait: float = 30.0) -> None:
+        self._session = aiohttp.ClientSession()
+        self._runner = asyncio.create_task(self._run())
+        try:
+            await asyncio.wait_for(self._connected.wait(), wait)
+        except TimeoutError:
+            await self.close()
+            raise ConnectionError(f"could not reach the engine at {self.url} within {wait:g} s") from None
+
+    async def send(self, msg: Message) -> None:
+        ws = self._ws
+        if ws is None or ws.closed:
+            return  # replayed from the worker's own records on reconnect
+        await ws.send_frame(encode(msg), aiohttp.WSMsgType.TEXT)
+
+    async def invoke(self, msg: InvokeFunction, timeout: float | None) -> Any:
+        expects_reply = msg.invocation_id is not None
+        future: asyncio.Future[Any] | None = None
+        if expects_reply:
+            future = asyncio.get_running_loop().create_future()
+            self._pending[msg.invocation_id] = future  # type: ignore[index]
+        try:
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
+                ws = self._ws
+                if ws is None:
+                    raise InvocationError(CONNECTION_LOST, "not connected to the engine", function_id=msg.function_id)
+                await ws.send_frame(encode(msg), aiohttp.WSMsgType.TEXT)
+                return await future if future is not None else None
+        except TimeoutError:
+            raise InvocationError(
+                "TIMEOUT", f"{msg.function_id} did not answer within {timeout:g} s", function_id=msg.function_id
+            ) from None
+        finally:
+            if expects_reply:
+                self._pending.pop(msg.invocation_id, None)  # type: ignore[arg-type]
+
+    def resolve(self, msg: InvocationResult) -> None:
+        future = self._pending.get(msg.invocation_id)
+        if future is None or future.done():
+            return
+        if msg.error is not None:
+            future.set_exception(InvocationError.from_wire(msg.error, msg.function_id))
+        else:
+            future.set_result(msg.result)
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        self._stopped = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def stop_reconnecting(self) -> None:
+        self._stopped = True
+
+    async def _run(self) -> None:
+        attempt = 0
+        assert self._session is not None
+        while not self._stopped:
+            try:
+                self._ws = await self._session.ws_connect(
+                    self.url, max_msg_size=MAX_MESSAGE_BYTES, headers=self._headers, heartbeat=20.0
+                )
+            except (aiohttp.ClientError, OSError) as exc:
+                delay = self._backoff.delay(attempt)
+                attempt += 1
+                log.debug("connect to %s failed (%s); retrying in %.2fs", self.url, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            await self._on_open()
+            self._connected.set()
+            await self._read(self._ws)
+            self._connected.clear()
+            self._ws = None
+            for iid, future in list(self._pending.items()):
+                if not future.done():
+                    future.set_exception(
+                        InvocationError(CONNECTION_LOST, "the engine connection closed before the result arrived")
+                    )
+                self._pending.pop(iid, None)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for frame in ws:
+            if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                continue
+            try:
+                msg = decode(frame.data)
+            except ProtocolError as exc:
+                log.warning("dropped a frame from the engine: %s", exc)
+                continue
+            if isinstance(msg, InvocationResult):
+                self.resolve(msg)
+            else:
+                await self._on_message(msg)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
