@@ -1,0 +1,74 @@
+"""Shared fixtures: a real engine on ephemeral ports, and workers connected to it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from teamster.engine.config import DEFAULT_WORKERS, EngineConfig, WorkerEntry
+from teamster.engine.engine import Engine
+from teamster.sdk import Worker
+
+
+def engine_config(
+    storage: str = "memory", data_dir: Path | None = None, **module_config: dict[str, Any]
+) -> EngineConfig:
+    """Every built-in worker, listeners on ephemeral ports; `module_config` overrides per worker name."""
+    workers = []
+    for name in DEFAULT_WORKERS:
+        config: dict[str, Any] = {"port": 0} if name in ("iii-worker-manager", "iii-http") else {}
+        config.update(module_config.get(name.replace("-", "_"), {}))
+        workers.append(WorkerEntry(name=name, config=config))
+    return EngineConfig(
+        storage=storage, data_dir=data_dir or Path(".teamster"), workers=workers, registration_namespace_grace_ms=500
+    )
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[Engine]:
+    async with Engine(engine_config()) as running:
+        yield running
+
+
+@pytest.fixture
+def ws_url(engine: Engine) -> str:
+    return f"ws://127.0.0.1:{engine.ports['ws']}"
+
+
+@pytest.fixture
+def http_url(engine: Engine) -> str:
+    return f"http://127.0.0.1:{engine.ports['http']}"
+
+
+@pytest.fixture
+async def connect(ws_url: str) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
+    """Factory: `await connect(worker)` opens it over WebSocket; all are closed at teardown."""
+    opened: list[Worker] = []
+
+    async def _connect(worker: Worker) -> Worker:
+        await worker.open(ws_url, wait=5)
+        opened.append(worker)
+        return worker
+
+    yield _connect
+    for worker in opened:
+        await worker.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0, interval: float = 0.02) -> None:
+    """Poll until `check` is true; fail with a clear message after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
