@@ -31,6 +31,7 @@ from teamster.protocol import (
     Message,
     Ping,
     Pong,
+    ProtocolError,
     Reattach,
     RegisterFunction,
     RegisterService,
@@ -326,8 +327,13 @@ class Engine:
 
     async def _reply(self, conn: Connection, msg: InvokeFunction, reply: InvocationResult) -> None:
         is_void = msg.action is not None and msg.action.get("type") == "void"
-        if msg.invocation_id is not None and not is_void:
-            reply.invocation_id = msg.invocation_id
+        if msg.invocation_id is None or is_void:
+            return
+        reply.invocation_id = msg.invocation_id
+        try:
+            await conn.send(reply)
+        except ProtocolError as exc:
+            reply.result, reply.error = None, {"code": codes.SERIALIZATION_ERROR, "message": str(exc)}
             await conn.send(reply)
 
     async def _pin_namespace(self, conn: Connection, namespace: str) -> None:

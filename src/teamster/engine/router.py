@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from teamster.engine.registry import FunctionRegistry, Invocation
-from teamster.protocol import InvocationError, InvocationResult, InvokeFunction
+from teamster.protocol import InvocationError, InvocationResult, InvokeFunction, ProtocolError
 from teamster.protocol import errors as codes
+from teamster.protocol.ids import new_id
 
 if TYPE_CHECKING:
     from teamster.engine.connection import Connection
@@ -54,7 +54,7 @@ class Router:
             data = {**data, "_caller_worker_id": caller.worker_id}
         inv = Invocation(
             function_id=function_id,
-            invocation_id=invocation_id or str(uuid.uuid4()),
+            invocation_id=invocation_id or new_id(),
             data=data,
             metadata=metadata,
             namespace=namespace,
@@ -94,21 +94,24 @@ class Router:
         """Executor for functions a worker serves over the wire: send the call, await its result frame."""
         iid = inv.invocation_id
         if iid in self.pending:  # two callers chose the same id: keep results apart
-            iid = str(uuid.uuid4())
+            iid = new_id()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending[iid] = (future, conn)
         conn.executing.add(iid)
         try:
-            await conn.send(
-                InvokeFunction(
-                    function_id=inv.function_id,
-                    invocation_id=iid,
-                    data=inv.data,
-                    metadata=inv.metadata,
-                    traceparent=inv.traceparent,
-                    baggage=inv.baggage,
+            try:
+                await conn.send(
+                    InvokeFunction(
+                        function_id=inv.function_id,
+                        invocation_id=iid,
+                        data=inv.data,
+                        metadata=inv.metadata,
+                        traceparent=inv.traceparent,
+                        baggage=inv.baggage,
+                    )
                 )
-            )
+            except ProtocolError as exc:
+                raise InvocationError(codes.SERIALIZATION_ERROR, str(exc), function_id=inv.function_id) from None
             if conn.closing:
                 raise InvocationError(codes.INVOCATION_STOPPED, "Invocation stopped", function_id=inv.function_id)
             return await future

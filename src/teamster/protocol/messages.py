@@ -234,4 +234,8 @@ def to_dict(msg: Message) -> dict[str, Any]:
 
 
 def encode(msg: Message) -> bytes:
-    return orjson.dumps(to_dict(msg))
+    """JSON bytes; a value JSON cannot carry (a set, an int past 64 bits) raises ProtocolError."""
+    try:
+        return orjson.dumps(to_dict(msg))
+    except TypeError as exc:
+        raise ProtocolError("unencodable", f"{msg.type} is not JSON-encodable: {exc}") from None

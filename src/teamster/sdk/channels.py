@@ -27,8 +27,11 @@ class ChannelWriter:
         self.ref = ref
         self._base_url = base_url
         self._local = local
+        if local is not None:  # the in-process end is taken now, as `/ws/channels` marks a connected one
+            local.writer_taken = True
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._closed = False
 
     async def send_text(self, text: str) -> None:
         if self._local is not None:
@@ -45,9 +48,12 @@ class ChannelWriter:
                 await (await self._socket()).send_bytes(chunk)
 
     async def close(self) -> None:
+        """End the stream; closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         if self._local is not None:
             await self._local.close_writer()
-            self._local = None
             return
         ws = await self._socket()
         await ws.close()
@@ -67,6 +73,8 @@ class ChannelReader:
         self.ref = ref
         self._base_url = base_url
         self._local = local
+        if local is not None:
+            local.reader_taken = True
 
     async def __aiter__(self) -> AsyncIterator[str | bytes]:
         if self._local is not None:

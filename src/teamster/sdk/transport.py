@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,6 +20,7 @@ from teamster.protocol import (
     decode,
     encode,
 )
+from teamster.protocol import errors as codes
 
 if TYPE_CHECKING:
     from teamster.engine.connection import InprocConnection, LocalPeer
@@ -69,6 +69,7 @@ class LocalTransport:
             await self.engine.handle(self.conn, msg)
 
     async def invoke(self, msg: InvokeFunction, timeout: float | None) -> Any:
+        """A direct await; bounded only when the caller gave a timeout (nothing on the way can drop it)."""
         if self.conn is None:
             raise InvocationError(CONNECTION_LOST, "worker is not attached", function_id=msg.function_id)
         if timeout is None:
@@ -91,9 +92,11 @@ class WsTransport:
         on_message: Callable[[Message], Awaitable[None]],
         on_open: Callable[[], Awaitable[None]],
         backoff: Backoff,
+        default_timeout: float,
         headers: dict[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.default_timeout = default_timeout
         self._on_message = on_message
         self._on_open = on_open
         self._backoff = backoff
@@ -126,6 +129,12 @@ class WsTransport:
         await ws.send_frame(encode(msg), aiohttp.WSMsgType.TEXT)
 
     async def invoke(self, msg: InvokeFunction, timeout: float | None) -> Any:
+        """Send the call and await its result frame; a lost link or the deadline ends it with an error."""
+        timeout = self.default_timeout if timeout is None else timeout
+        try:
+            frame = encode(msg)
+        except ProtocolError as exc:
+            raise InvocationError(codes.SERIALIZATION_ERROR, str(exc), function_id=msg.function_id) from None
         expects_reply = msg.invocation_id is not None
         future: asyncio.Future[Any] | None = None
         if expects_reply:
@@ -137,7 +146,7 @@ class WsTransport:
                 ws = self._ws
                 if ws is None:
                     raise InvocationError(CONNECTION_LOST, "not connected to the engine", function_id=msg.function_id)
-                await ws.send_frame(encode(msg), aiohttp.WSMsgType.TEXT)
+                await ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
                 return await future if future is not None else None
         except TimeoutError:
             raise InvocationError(
@@ -217,7 +226,3 @@ class WsTransport:
                 self.resolve(msg)
             else:
                 await self._on_message(msg)
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())

@@ -18,6 +18,7 @@ from teamster.protocol import (
     InvocationResult,
     InvokeFunction,
     Message,
+    ProtocolError,
     Reattach,
     RegisterFunction,
     RegisterTrigger,
@@ -30,9 +31,10 @@ from teamster.protocol import (
     WorkerRegistered,
 )
 from teamster.protocol import errors as codes
+from teamster.protocol.ids import new_id
 from teamster.sdk.channels import ChannelReader, ChannelWriter
 from teamster.sdk.handler import Handler
-from teamster.sdk.transport import Backoff, LocalTransport, Transport, WsTransport, new_id
+from teamster.sdk.transport import Backoff, LocalTransport, Transport, WsTransport
 
 if TYPE_CHECKING:
     from teamster.engine.engine import Engine
@@ -202,7 +204,10 @@ class Worker:
         namespace: str | None = None,
         metadata: Any = None,
     ) -> Any:
-        """Call a function through the engine. Void returns None at once; Enqueue returns the receipt."""
+        """Call a function through the engine. Void returns None at once; Enqueue returns the receipt.
+
+        Over WebSocket a call is bounded by `timeout` (default: the worker's); in-process, only when given.
+        """
         if self._transport is None:
             raise InvocationError(codes.INVOCATION_ERROR, "worker is not connected: use connect() or attach()")
         wire_action: dict[str, Any] | None = None
@@ -220,7 +225,7 @@ class Worker:
             action=wire_action,
             namespace=namespace,
         )
-        return await self._transport.invoke(msg, self.timeout if timeout is None else timeout)
+        return await self._transport.invoke(msg, timeout)
 
     async def create_channel(self, buffer_size: int | None = None) -> tuple[ChannelWriter, ChannelReader]:
         refs = await self.trigger(
@@ -253,7 +258,7 @@ class Worker:
         if token and not headers:
             headers = {"Authorization": f"Bearer {token}"}
         self._engine_url = url
-        transport = WsTransport(url, self._on_message, self._on_open, self.backoff, headers)
+        transport = WsTransport(url, self._on_message, self._on_open, self.backoff, self.timeout, headers)
         self._transport = transport
         await transport.open(wait)
 
@@ -334,7 +339,12 @@ class Worker:
             reply = InvocationResult(
                 invocation_id=msg.invocation_id or "", function_id=msg.function_id, error=exc.to_wire()
             )
-        if msg.invocation_id is not None:
+        if msg.invocation_id is None:
+            return
+        try:
+            await self._send(reply)
+        except ProtocolError as exc:
+            reply.result, reply.error = None, {"code": codes.SERIALIZATION_ERROR, "message": str(exc)}
             await self._send(reply)
 
     async def _run(self, function_id: str, data: Any, metadata: Any) -> Any:
