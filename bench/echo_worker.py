@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from typing import Any
 
@@ -29,7 +30,5 @@ async def serve(url: str) -> None:
 if __name__ == "__main__":
     if uvloop is not None:
         uvloop.install()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(sys.argv[1]))
-    except KeyboardInterrupt:
-        pass

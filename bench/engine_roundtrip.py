@@ -110,33 +110,40 @@ async def bench_inproc(row: Row, n: int, tmp: Path) -> None:
             await measure_calls(row, lambda: worker.trigger("bench::echo", PAYLOAD), n)
 
 
-async def bench_websocket(row: Row, n: int, tmp: Path) -> None:
+def spawn_engine_and_echo(tmp: Path) -> tuple[str, list[subprocess.Popen[str]]]:
+    """`teamster engine` and the echo worker, each in its own process; returns the worker URL."""
     teamster = str(Path(sys.executable).parent / "teamster")
     args = [teamster, "engine", "--storage", "memory", "--ws-port", "0", "--http-port", "0", "--data-dir", str(tmp)]
     engine = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    echo: subprocess.Popen[str] | None = None
+    assert engine.stdout is not None
+    for line in engine.stdout:
+        match = re.search(r"ws://\S+", line)
+        if match:
+            url = match.group(0)
+            break
+    else:
+        raise RuntimeError("engine did not start")
+    echo = subprocess.Popen([sys.executable, str(HERE / "echo_worker.py"), url], stdout=subprocess.PIPE, text=True)
+    assert echo.stdout is not None
+    echo.stdout.readline()
+    return url, [echo, engine]
+
+
+def stop_all(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+async def bench_websocket(row: Row, n: int, tmp: Path) -> None:
+    url, procs = await asyncio.to_thread(spawn_engine_and_echo, tmp)
     try:
-        assert engine.stdout is not None
-        url = ""
-        for line in engine.stdout:
-            match = re.search(r"ws://\S+", line)
-            if match:
-                url = match.group(0)
-                break
-        if not url:
-            raise RuntimeError("engine did not start")
-        echo = subprocess.Popen([sys.executable, str(HERE / "echo_worker.py"), url], stdout=subprocess.PIPE, text=True)
-        assert echo.stdout is not None
-        echo.stdout.readline()
         caller = Worker("bench-caller")
         async with caller.connect(url):
             await _until_ready(caller)
             await measure_calls(row, lambda: caller.trigger("bench::echo", PAYLOAD), n)
     finally:
-        for proc in (echo, engine):
-            if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(10)
+        await asyncio.to_thread(stop_all, procs)
 
 
 async def _until_ready(caller: Worker) -> None:

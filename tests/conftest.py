@@ -5,23 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from teamster.engine.config import DEFAULT_WORKERS, EngineConfig, WorkerEntry
 from teamster.engine.engine import Engine
-from teamster.engine.modules import module_classes
 from teamster.sdk import Worker
 
 
 def engine_config(
-    storage: str = "memory", data_dir: Path | None = None, **module_config: dict[str, Any]
+    storage: Literal["memory", "sqlite"] = "memory", data_dir: Path | None = None, **module_config: dict[str, Any]
 ) -> EngineConfig:
     """Every built-in worker, listeners on ephemeral ports; `module_config` overrides per worker name."""
     workers = []
-    known = module_classes()  # while built-in modules are being written; removed once all exist
-    for name in (n for n in DEFAULT_WORKERS if n in known):
+    for name in DEFAULT_WORKERS:
         config: dict[str, Any] = {"port": 0} if name in ("iii-worker-manager", "iii-http") else {}
         config.update(module_config.get(name.replace("-", "_"), {}))
         workers.append(WorkerEntry(name=name, config=config))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from types import TracebackType
 from typing import Any
 
@@ -74,7 +73,7 @@ class RawPeer:
         assert self.ws is not None
         try:
             msg = await self.ws.receive(within)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         raise AssertionError(f"unexpected frame: {msg.data!r}")
 

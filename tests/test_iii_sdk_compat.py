@@ -19,6 +19,8 @@ from tests.conftest import eventually
 from tests.engine_proc import EngineProcess
 
 pytestmark = pytest.mark.slow
+# Not registered yet, or the engine is restarting: worth another try.
+RETRYABLE = {"function_not_found", "CONNECTION_LOST", "TIMEOUT"}
 
 
 @pytest.fixture
@@ -200,7 +202,7 @@ async def _retry(call: Any, timeout: float = 10) -> Any:
         try:
             result.append(await call())
         except InvocationError as exc:
-            if exc.code != "function_not_found":
+            if exc.code not in RETRYABLE:
                 raise
             return False
         return True

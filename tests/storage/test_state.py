@@ -91,7 +91,7 @@ async def test_watchers_receive_exact_changes(storage: Storage) -> None:
     assert changes == [
         StateChange("s", "k", None, {"v": 1}),
         StateChange("s", "k", {"v": 1}, {"v": 2}),
-        StateChange("s", "k", {"v": 2}, None),
+        StateChange("s", "k", {"v": 2}, None, deleted=True),
     ]
 
 

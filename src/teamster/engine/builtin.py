@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from teamster.engine.config import first_error
 from teamster.engine.triggers import Binding, TriggerConfigError
 from teamster.protocol import InvocationError
 from teamster.protocol import errors as codes
@@ -29,10 +30,8 @@ def parse(model: type[M], data: Any, function_id: str) -> M:
     try:
         return model.model_validate(data if data is not None else {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "input"
         raise InvocationError(
-            codes.DESERIALIZATION_ERROR, f"{function_id}: {where}: {first['msg']}", function_id=function_id
+            codes.DESERIALIZATION_ERROR, f"{function_id}: {first_error(exc, 'input')}", function_id=function_id
         ) from None
 
 
@@ -63,9 +62,7 @@ def config_of(model: type[M], binding: Binding) -> M:
     try:
         return model.model_validate(binding.config if binding.config is not None else {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise TriggerConfigError(f"{binding.trigger_type} trigger: {where}: {first['msg']}") from None
+        raise TriggerConfigError(f"{binding.trigger_type} trigger: {first_error(exc)}") from None
 
 
 class Module:

@@ -94,7 +94,7 @@ def load_config(
         try:
             loaded = yaml.safe_load(expand_env(text))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+            raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
         raw = loaded or {}
@@ -105,12 +105,24 @@ def load_config(
     try:
         config = EngineConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        source = path or "config"
-        raise ConfigError(f"{source}: {where}: {first['msg']}") from None
+        raise ConfigError(f"{path or 'config'}: {first_error(exc)}") from None
     if ws_port is not None:
         config.set_port("iii-worker-manager", ws_port)
     if http_port is not None:
         config.set_port("iii-http", http_port)
     return config
+
+
+def first_error(exc: ValidationError, default: str = "config") -> str:
+    """The first validation problem as `where: what`, on one line."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or default
+    return f"{where}: {first['msg']}"
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, on one line (PyYAML's own message spans several, with a source snippet)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    return " ".join(str(exc).split())

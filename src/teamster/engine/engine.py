@@ -10,9 +10,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from teamster.engine.builtin import BindingSet, Input, Module
 from teamster.engine.channels import ChannelRegistry
-from teamster.engine.config import ConfigError, EngineConfig
+from teamster.engine.config import ConfigError, EngineConfig, first_error
 from teamster.engine.connection import Connection, InprocConnection, LocalPeer
 from teamster.engine.registry import Conflict, FunctionEntry, FunctionRegistry, Invocation
 from teamster.engine.router import Router
@@ -82,6 +84,7 @@ class Engine:
         self.modules: list[Module] = []
         self.ports: dict[str, int] = {}  # listener name -> bound port, filled by the listening modules
         self.started_at = time.time()
+        self.stopping = False
         self.telemetry_frames: dict[str, int] = {}  # kept as counts until span storage lands
         self._grace: dict[str, asyncio.TimerHandle] = {}
 
@@ -103,16 +106,25 @@ class Engine:
                 raise ConfigError(f"unknown worker {entry.name!r}; built-in workers are: {', '.join(sorted(classes))}")
             try:
                 module_config = cls.Config.model_validate(entry.config)
-            except Exception as exc:
-                raise ConfigError(f"worker {entry.name}: {exc}") from None
+            except ValidationError as exc:
+                raise ConfigError(f"worker {entry.name}: {first_error(exc)}") from None
             self.modules.append(cls(self, module_config))
         if self._storage is None:
             self._storage = open_storage(self.config.storage, self.config.data_dir)
         self.started_at = time.time()
-        for module in self.modules:
-            await module.start()
+        started: list[Module] = []
+        try:
+            for module in self.modules:
+                await module.start()
+                started.append(module)
+        except BaseException:
+            # A half-started engine must not leave listeners, tasks or the database open.
+            self.modules = started
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
+        self.stopping = True  # listeners refuse new workers from here on, so none slips back in
         for conn in list(self.connections.values()):
             await self.disconnect(conn)
             await conn.close(1001, "engine shutting down")

@@ -29,6 +29,7 @@ class StateChange:
     key: str
     old_value: Any
     new_value: Any  # None when deleted
+    deleted: bool = False  # tells a delete from a stored null
 
 
 StateWatcher = Callable[[StateChange], None]

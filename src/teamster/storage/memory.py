@@ -100,7 +100,7 @@ class MemoryState:
         if not keys:
             del self._scopes[scope]
         old = Entry(orjson.loads(stored.value), stored.revision)
-        self._watchers.notify(StateChange(scope, key, old.value, None))
+        self._watchers.notify(StateChange(scope, key, old.value, None, deleted=True))
         return old
 
     async def list(self, scope: str) -> builtins.list[tuple[str, Any]]:

@@ -136,7 +136,7 @@ class SqliteState:
             if current is None:
                 return None
             self._conn.execute("DELETE FROM state WHERE scope = ? AND key = ?", (scope, key))
-        self._watchers.notify(StateChange(scope, key, current.value, None))
+        self._watchers.notify(StateChange(scope, key, current.value, None, deleted=True))
         return current
 
     async def list(self, scope: str) -> builtins.list[tuple[str, Any]]:

@@ -6,13 +6,25 @@ from teamster.engine.builtin import Module
 
 
 def module_classes() -> dict[str, type[Module]]:
+    from teamster.engine.modules.cron import Cron
     from teamster.engine.modules.engine_fn import EngineFunctions
+    from teamster.engine.modules.http import Http
     from teamster.engine.modules.observability import Observability
+    from teamster.engine.modules.pubsub import PubSub
+    from teamster.engine.modules.queue import QueueModule
+    from teamster.engine.modules.state import State
+    from teamster.engine.modules.stream import Streams
     from teamster.engine.modules.worker_manager import WorkerManager
 
     classes: list[type[Module]] = [
+        Cron,
         EngineFunctions,
+        Http,
         Observability,
+        QueueModule,
         WorkerManager,
+        State,
+        Streams,
+        PubSub,
     ]
     return {cls.name: cls for cls in classes}

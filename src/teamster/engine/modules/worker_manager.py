@@ -48,6 +48,8 @@ class WorkerManager(Module):
         await self._runner.cleanup()
 
     async def _worker(self, request: web.Request) -> web.StreamResponse:
+        if self.engine.stopping:
+            raise web.HTTPServiceUnavailable(text="engine shutting down")
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, compress=False)
         await ws.prepare(request)
         conn = WsConnection(ws, request.remote)

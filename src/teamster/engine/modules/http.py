@@ -1,0 +1,369 @@
+"""`iii-http`: the `http` trigger type, served by the engine's own aiohttp server (§4.7)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from teamster.engine.builtin import Module, config_of
+from teamster.engine.channels import Channel
+from teamster.engine.config import DEFAULT_HTTP_PORT
+from teamster.engine.modules.http_response import (
+    StreamState,
+    error_response,
+    read_head,
+    returned_response,
+    send_stream,
+)
+from teamster.engine.modules.worker_manager import _bound_port
+from teamster.engine.triggers import Binding
+from teamster.protocol import InvocationError
+
+if TYPE_CHECKING:
+    from teamster.engine.engine import Engine
+
+log = logging.getLogger("teamster.engine")
+
+Method = Literal["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+RouteKey = tuple[str, tuple[str, ...]]  # (method, segments with every parameter as ":")
+MAX_JSON_BODY = 64 * 1024 * 1024
+BODY_CHUNK = 64 * 1024
+
+
+class CorsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_origins: list[str] = Field(default_factory=list)  # empty or "*": any origin
+    allowed_methods: list[str] = Field(default_factory=list)  # empty: any method
+
+
+class MiddlewareConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    function_id: str
+    phase: Literal["preHandler"] = "preHandler"
+    priority: int = 0  # lower runs first
+
+
+class HttpConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    port: int = DEFAULT_HTTP_PORT
+    host: str = "127.0.0.1"
+    default_timeout: int = Field(default=30000, gt=0)  # ms, from the request to the response head
+    concurrency_request_limit: int = Field(default=1024, ge=1)
+    cors: CorsConfig = Field(default_factory=CorsConfig)
+    middleware: list[MiddlewareConfig] = Field(default_factory=list)
+
+
+class RouteConfig(BaseModel):
+    """An `http` trigger's config."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_path: str = Field(min_length=1)
+    http_method: Method = "GET"
+    condition_function_id: str | None = None
+    middleware_function_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("http_method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("api_path")
+    @classmethod
+    def _named_params(cls, value: str) -> str:
+        if ":" in value.split("/"):
+            raise ValueError("a ':' path segment needs a parameter name")
+        return value
+
+
+@dataclass(slots=True)
+class Route:
+    binding: Binding
+    config: RouteConfig
+    segments: tuple[str, ...]
+
+    @classmethod
+    def of(cls, binding: Binding, config: RouteConfig) -> Route:
+        return cls(binding, config, tuple(s for s in config.api_path.split("/") if s))
+
+    @property
+    def path(self) -> str:
+        """The pattern as payloads name it: no leading slash (the root stays "/")."""
+        return "/".join(self.segments) or "/"
+
+    @property
+    def key(self) -> RouteKey:
+        """Routes with equal keys match the same URLs, whatever their parameters are called."""
+        return self.config.http_method, tuple(":" if s.startswith(":") else s for s in self.segments)
+
+    @property
+    def rank(self) -> tuple[bool, ...]:
+        """Literal segments outrank parameters, left to right (`users/me` before `users/:id`)."""
+        return tuple(not s.startswith(":") for s in self.segments)
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        if len(parts) != len(self.segments):
+            return None
+        params: dict[str, str] = {}
+        for segment, part in zip(self.segments, parts, strict=True):
+            if segment.startswith(":"):
+                params[segment[1:]] = part
+            elif segment != part:
+                return None
+        return params
+
+
+class Http(Module):
+    """Routes HTTP requests to functions; of several bindings for one method and path, the latest serves."""
+
+    name = "iii-http"
+    Config = HttpConfig
+    config: HttpConfig
+
+    async def start(self) -> None:
+        self._routes: dict[RouteKey, list[Route]] = {}  # oldest first
+        self._in_flight = 0
+        self._middleware = sorted(self.config.middleware, key=lambda m: m.priority)
+        app = web.Application(client_max_size=MAX_JSON_BODY)
+        app.router.add_route("*", "/{tail:.*}", self._serve)
+        app.on_response_prepare.append(self._cors)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True).start()
+        self.engine.ports["http"] = _bound_port(self._runner, self.config.port)
+        await self.engine.builtin_type("http", self, "HTTP API trigger")
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    # ---- the `http` trigger type --------------------------------------------------------------
+
+    async def register(self, binding: Binding) -> None:
+        route = Route.of(binding, config_of(RouteConfig, binding))
+        self._routes.setdefault(route.key, []).append(route)
+
+    async def unregister(self, binding: Binding) -> None:
+        """Remove the binding's route; an earlier binding for the same method and path serves again."""
+        for key, routes in list(self._routes.items()):
+            routes[:] = [route for route in routes if route.binding.id != binding.id]
+            if not routes:
+                del self._routes[key]
+
+    # ---- serving ------------------------------------------------------------------------------
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        if self._in_flight >= self.config.concurrency_request_limit:
+            return error_response(503, "SERVICE_UNAVAILABLE", "too many concurrent requests")
+        self._in_flight += 1
+        try:
+            return await self._dispatch(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if _is_preflight(request):
+            return self._preflight(request)
+        found = self._match(request)
+        if found is None:
+            return error_response(404, "NOT_FOUND", f"no route for {request.method} {request.path}")
+        exchange = Exchange(self.engine, request, *found)
+        try:
+            outcome = await self._outcome(exchange)
+            if isinstance(outcome, StreamState):
+                return await send_stream(request, outcome, exchange.response)
+            return outcome
+        finally:
+            exchange.close()
+
+    def _match(self, request: web.Request) -> tuple[Route, dict[str, str]] | None:
+        parts = [unquote(p) for p in request.rel_url.raw_path.split("/") if p]
+        found = [
+            (route, params)
+            for route in (routes[-1] for routes in self._routes.values())
+            if route.config.http_method == request.method and (params := route.match(parts)) is not None
+        ]
+        return max(found, key=lambda pair: pair[0].rank, default=None)
+
+    async def _outcome(self, exchange: Exchange) -> web.StreamResponse | StreamState:
+        """The pipeline's answer within the route timeout, its failures turned into error responses."""
+        request = exchange.request
+        try:
+            async with asyncio.timeout(self.config.default_timeout / 1000):
+                return await self._pipeline(exchange)
+        except TimeoutError:
+            function_id = exchange.route.binding.function_id
+            return error_response(504, "TIMEOUT", f"{function_id} did not respond in time")
+        except InvocationError as exc:
+            log.warning("HTTP %s %s: %s: %s", request.method, request.path, exc.code, exc.message)
+            return error_response(500, exc.code, exc.message)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("HTTP %s %s failed", request.method, request.path)
+            return error_response(500, "INTERNAL_ERROR", "internal server error")
+
+    async def _pipeline(self, exchange: Exchange) -> web.StreamResponse | StreamState:
+        """Global middleware, condition, route middleware, handler: the first to answer wins."""
+        for middleware in self._middleware:
+            if (early := await exchange.middleware(middleware.function_id, "default")) is not None:
+                return early
+        await exchange.read_request()
+        if not await exchange.condition_holds():
+            return error_response(422, "CONDITION_NOT_MET", "request condition not met", skipped=True)
+        for function_id in exchange.route.config.middleware_function_ids:
+            if (early := await exchange.middleware(function_id, exchange.route.binding.namespace)) is not None:
+                return early
+        return await exchange.handle()
+
+    # ---- CORS ---------------------------------------------------------------------------------
+
+    def _preflight(self, request: web.Request) -> web.Response:
+        methods = self.config.cors.allowed_methods
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Methods": ", ".join(methods) if methods else "*",
+                "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", "*"),
+            },
+        )
+
+    async def _cors(self, request: web.Request, response: web.StreamResponse) -> None:
+        origin = request.headers.get("Origin")
+        allowed = self.config.cors.allowed_origins
+        if origin is None:
+            return
+        if not allowed or "*" in allowed:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        elif origin in allowed:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers.add("Vary", "Origin")
+
+
+class Exchange:
+    """One request on its way through a route: its channels, body pump and function call."""
+
+    def __init__(self, engine: Engine, request: web.Request, route: Route, params: dict[str, str]) -> None:
+        self.engine = engine
+        self.request = request
+        self.route = route
+        self.info: dict[str, Any] = {
+            "path_params": params,
+            "query_params": dict(request.query),
+            "headers": {name.lower(): value for name, value in request.headers.items()},
+            "method": route.config.http_method,
+        }
+        self.request_body = engine.channels.create(None)
+        self.response = engine.channels.create(None)
+        self.request_body.writer_taken = self.response.reader_taken = True  # the engine holds these ends
+        self.event: dict[str, Any] = {}
+        self._pump: asyncio.Task[None] | None = None
+        self._reading: asyncio.Task[None] | None = None
+        self._state = StreamState()
+
+    async def middleware(self, function_id: str, namespace: str) -> web.Response | None:
+        """Run one middleware; a response if it answered, None to continue."""
+        verdict = await self.engine.call(
+            function_id, {"phase": "preHandler", "request": self.info, "context": {}}, namespace=namespace
+        )
+        if isinstance(verdict, dict) and verdict.get("action") == "respond":
+            return returned_response(verdict.get("response"))
+        return None
+
+    async def read_request(self) -> None:
+        """Parse a JSON body, or start streaming any other body into the request-body channel."""
+        body = None
+        if "application/json" in self.info["headers"].get("content-type", ""):
+            body = _json_or_none(await self.request.read())
+            await self.request_body.close_writer()
+        else:
+            self._pump = self._spawn(_pump_body(self.request, self.request_body))
+        trigger = {"type": "http", "path": self.route.path, "method": self.info["method"]}
+        self.event = {"path": self.route.path, **self.info, "body": body, "trigger": trigger}
+
+    async def condition_holds(self) -> bool:
+        """The binding's condition sees the request without its channels; only literal `false` fails it."""
+        binding = self.route.binding
+        condition = binding.condition_function_id
+        if condition is None:
+            return True
+        verdict = await self.engine.call(condition, self.event, namespace=binding.namespace, metadata=binding.metadata)
+        return verdict is not False
+
+    async def handle(self) -> web.Response | StreamState:
+        """Race the function's return against its response channel; the channel wins a tie."""
+        binding = self.route.binding
+        payload = {**self.event, "request_body": self.request_body.ref("read"), "response": self.response.ref("write")}
+        call = self._spawn(
+            self.engine.call(binding.function_id, payload, namespace=binding.namespace, metadata=binding.metadata)
+        )
+        self._reading = self._spawn(read_head(self.response, self._state))
+        await asyncio.wait({call, self._reading}, return_when=asyncio.FIRST_COMPLETED)
+        if self._reading.done():
+            return self._state
+        result = call.result()
+        if result is None and (self._state.seen or self.response.writer_taken):
+            await self._reading  # it returned nothing but is streaming
+            return self._state
+        return returned_response({} if result is None else result)
+
+    def close(self) -> None:
+        """Drop the request's channels; an end the function still uses is let finish in the background."""
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+            if self.request_body.reader_taken:
+                self._spawn(self.request_body.close_writer())
+        if self._reading is not None:
+            self._reading.cancel()
+        if self.response.writer_taken and not self._state.closed:
+            self._spawn(_discard(self.response))
+        self.engine.channels.delete(self.request_body.id)
+        self.engine.channels.delete(self.response.id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = self.engine.router.spawn(coro)
+        task.add_done_callback(_quiet)
+        return task
+
+
+async def _pump_body(request: web.Request, channel: Channel) -> None:
+    async for chunk in request.content.iter_chunked(BODY_CHUNK):
+        await channel.put((False, chunk))
+    await channel.close_writer()
+
+
+async def _discard(channel: Channel) -> None:
+    """Drain a response nobody will send, so its writer is never blocked."""
+    while await channel.queue.get() is not None:
+        pass
+
+
+def _quiet(task: asyncio.Task[Any]) -> None:
+    """Background outcomes are reported where they matter; this only marks them as retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _is_preflight(request: web.Request) -> bool:
+    return (
+        request.method == "OPTIONS"
+        and "Origin" in request.headers
+        and "Access-Control-Request-Method" in request.headers
+    )

@@ -1,0 +1,181 @@
+"""`iii-stream`: items by stream, group and item id, custom streams and the `stream` trigger type (§4.3)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from teamster.engine.builtin import BindingSet, Input, Module, parse
+from teamster.engine.modules.state import MISSING, UpdateOp, apply_ops, change_result, storage_errors
+from teamster.engine.registry import Invocation
+from teamster.protocol import InvocationError
+from teamster.storage import StreamAdapter
+
+
+class Stream(Input):
+    stream_name: str
+
+
+class Group(Stream):
+    group_id: str
+
+
+class Item(Group):
+    item_id: str
+
+
+class SetItem(Item):
+    data: Any
+
+
+class UpdateItem(Item):
+    ops: list[UpdateOp]
+
+
+class Send(Group):
+    id: str | None = None
+    type: str
+    data: Any = None
+
+
+class StreamTrigger(Input):
+    stream_name: str
+    group_id: str | None = None
+    item_id: str | None = None
+    condition_function_id: str | None = None  # run by Engine.fire; declared so a non-string is refused
+
+    def wants(self, stream_name: str, group_id: str, item_id: str | None) -> bool:
+        """Same stream; an absent (or empty) group or item matches any."""
+        return (
+            self.stream_name == stream_name
+            and (not self.group_id or self.group_id == group_id)
+            and (not self.item_id or self.item_id == item_id)
+        )
+
+
+class Streams(Module):
+    name = "iii-stream"
+
+    async def start(self) -> None:
+        self._bindings = BindingSet(StreamTrigger)
+        for op, handler, description in (
+            ("set", self._set, "Store a stream item and notify subscribers"),
+            ("get", self._get, "Read a stream item"),
+            ("delete", self._delete, "Delete a stream item and notify subscribers"),
+            ("list", self._list, "List the items of a stream group"),
+            ("list_groups", self._list_groups, "List the groups of a stream"),
+            ("list_all", self._list_all, "List every stream with its groups"),
+            ("send", self._send, "Send an event to a group's subscribers without storing it"),
+            ("update", self._update, "Apply update ops to a stream item and notify subscribers"),
+        ):
+            self.engine.builtin(f"stream::{op}", handler, description=description)
+        await self.engine.builtin_type("stream", self._bindings, "Stream items created, updated, deleted or sent")
+
+    @property
+    def _store(self) -> StreamAdapter:
+        return self.engine.storage.streams
+
+    async def _set(self, inv: Invocation) -> Any:
+        req = parse(SetItem, inv.data, inv.function_id)
+
+        async def store() -> dict[str, Any]:
+            old = await self._store.set(req.stream_name, req.group_id, req.item_id, req.data)
+            return change_result(old, req.data, [])
+
+        result = await self._run("set", req, "STREAM_SET_ERROR", store)
+        self._notify_change(req, result, inv.function_id)
+        return result
+
+    async def _get(self, inv: Invocation) -> Any:
+        req = parse(Item, inv.data, inv.function_id)
+        return await self._run(
+            "get",
+            req,
+            "STREAM_GET_ERROR",
+            lambda: self._store.get(req.stream_name, req.group_id, req.item_id),
+        )
+
+    async def _delete(self, inv: Invocation) -> Any:
+        req = parse(Item, inv.data, inv.function_id)
+
+        async def store() -> dict[str, Any]:
+            return {"old_value": await self._store.delete(req.stream_name, req.group_id, req.item_id)}
+
+        result = await self._run("delete", req, "STREAM_DELETE_ERROR", store)
+        old = _object(result, inv.function_id).get("old_value")
+        if old is not None:
+            self._notify(req, req.item_id, "delete", old)
+        return result
+
+    async def _list(self, inv: Invocation) -> Any:
+        req = parse(Group, inv.data, inv.function_id)
+        return await self._run(
+            "list", req, "STREAM_GET_GROUP_ERROR", lambda: self._store.list(req.stream_name, req.group_id)
+        )
+
+    async def _list_groups(self, inv: Invocation) -> Any:
+        req = parse(Stream, inv.data, inv.function_id)
+        return await self._run(
+            "list_groups", req, "STREAM_LIST_GROUPS_ERROR", lambda: self._store.groups(req.stream_name)
+        )
+
+    async def _list_all(self, inv: Invocation) -> dict[str, Any]:
+        with storage_errors("STREAM_LIST_ALL_ERROR", inv.function_id):
+            streams = await self._store.streams()
+        return {"stream": streams, "count": len(streams)}
+
+    async def _send(self, inv: Invocation) -> None:
+        req = parse(Send, inv.data, inv.function_id)
+        self._notify(req, req.id, req.type, req.data)
+
+    async def _update(self, inv: Invocation) -> Any:
+        req = parse(UpdateItem, inv.data, inv.function_id)
+
+        # A read-modify-write: StreamAdapter has no compare-and-set, and the local adapters never
+        # yield between the two calls, so no other write can land in between.
+        async def store() -> dict[str, Any]:
+            old = await self._store.get(req.stream_name, req.group_id, req.item_id)
+            new, errors = apply_ops(req.ops, MISSING if old is None else old)
+            await self._store.set(req.stream_name, req.group_id, req.item_id, new)
+            return change_result(old, new, errors)
+
+        result = await self._run("update", req, "STREAM_UPDATE_ERROR", store)
+        self._notify_change(req, result, inv.function_id)
+        return result
+
+    async def _run(self, op: str, req: Stream, code: str, builtin: Callable[[], Awaitable[Any]]) -> Any:
+        """Hand the call to the custom stream `stream::<op>(<name>)` when one exists, else run the built-in."""
+        custom = f"stream::{op}({req.stream_name})"
+        if self.engine.functions.get("default", custom) is not None:
+            return await self.engine.call(custom, req.model_dump(exclude_unset=True))
+        with storage_errors(code, f"stream::{op}"):
+            return await builtin()
+
+    def _notify_change(self, req: Item, result: Any, function_id: str) -> None:
+        change = _object(result, function_id)
+        kind = "create" if change.get("old_value") is None else "update"
+        self._notify(req, req.item_id, kind, change.get("new_value"))
+
+    def _notify(self, req: Group, item_id: str | None, kind: str, data: Any) -> None:
+        event = {
+            "type": "stream",
+            "timestamp": int(time.time() * 1000),
+            "streamName": req.stream_name,
+            "groupId": req.group_id,
+            "id": item_id,
+            "event": {"type": kind, "data": data},
+        }
+        bindings = self._bindings.matching(lambda c: c.wants(req.stream_name, req.group_id, item_id))
+        self.engine.fire_in_order(bindings, event)
+
+
+def _object(result: Any, function_id: str) -> dict[str, Any]:
+    """A custom stream's result, which must be an object like the built-in's."""
+    if not isinstance(result, dict):
+        raise InvocationError(
+            "STREAM_RESULT_ERROR",
+            f"custom stream returned {type(result).__name__}, expected an object",
+            function_id=function_id,
+        )
+    return result
