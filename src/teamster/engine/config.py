@@ -13,8 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 DEFAULT_WS_PORT = 49134
 DEFAULT_HTTP_PORT = 3111
 DEFAULT_DATA_DIR = Path(".teamster")
-MANDATORY = ("iii-worker-manager", "iii-engine-functions", "iii-observability")
-DEFAULT_WORKERS = (*MANDATORY, "iii-state", "iii-stream", "iii-pubsub", "iii-queue", "iii-cron", "iii-http")
+MANDATORY = ("iii-engine-functions", "iii-observability")
+# Without iii-worker-manager the engine has no socket: in-process workers only.
+DEFAULT_WORKERS = (
+    "iii-worker-manager",
+    *MANDATORY,
+    "iii-state",
+    "iii-stream",
+    "iii-pubsub",
+    "iii-queue",
+    "iii-cron",
+    "iii-http",
+)
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
@@ -45,10 +55,8 @@ class EngineConfig(BaseModel):
         if self.modules:
             self.workers = [*self.workers, *self.modules] if "workers" in self.model_fields_set else self.modules
             self.modules = None
-        names = [w.name for w in self.workers]
-        for name in MANDATORY:
-            if name not in names:
-                self.workers.insert(0, WorkerEntry(name=name))
+        names = {w.name for w in self.workers}
+        self.workers = [WorkerEntry(name=n) for n in MANDATORY if n not in names] + self.workers
         return self
 
     def worker(self, name: str) -> WorkerEntry | None:

@@ -73,16 +73,7 @@ class Router:
         action = msg.action or {}
         kind = action.get("type")
         if kind is None:
-            return await self.call(
-                msg.function_id,
-                msg.data,
-                namespace=namespace,
-                metadata=msg.metadata,
-                caller=caller,
-                invocation_id=msg.invocation_id,
-                traceparent=msg.traceparent,
-                baggage=msg.baggage,
-            )
+            return await self._call_for(caller, msg, namespace)
         if kind == "void":
             self.spawn(self._void(caller, msg, namespace))
             return None
@@ -151,17 +142,21 @@ class Router:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
 
+    async def _call_for(self, caller: Connection, msg: InvokeFunction, namespace: str) -> Any:
+        return await self.call(
+            msg.function_id,
+            msg.data,
+            namespace=namespace,
+            metadata=msg.metadata,
+            caller=caller,
+            invocation_id=msg.invocation_id,
+            traceparent=msg.traceparent,
+            baggage=msg.baggage,
+        )
+
     async def _void(self, caller: Connection, msg: InvokeFunction, namespace: str) -> None:
         try:
-            await self.call(
-                msg.function_id,
-                msg.data,
-                namespace=namespace,
-                metadata=msg.metadata,
-                caller=caller,
-                traceparent=msg.traceparent,
-                baggage=msg.baggage,
-            )
+            await self._call_for(caller, msg, namespace)
         except InvocationError as exc:
             log.debug("void call to %s failed: %s", msg.function_id, exc)
 

@@ -1,0 +1,158 @@
+"""The teamster Worker: the same code over WebSocket and in-process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from teamster.engine.engine import Engine
+from teamster.sdk import InvocationError, TriggerInfo, Void, Worker
+from tests.conftest import eventually
+
+Opener = Callable[[Worker], Awaitable[Worker]]
+
+
+@pytest.fixture(params=["websocket", "inproc"])
+async def open_worker(request: pytest.FixtureRequest, engine: Engine, ws_url: str) -> AsyncIterator[Opener]:
+    """Open workers over the transport under test; all are closed at teardown."""
+    opened: list[Worker] = []
+
+    async def _open(worker: Worker) -> Worker:
+        if request.param == "websocket":
+            await worker.open(ws_url, wait=5)
+        else:
+            await worker.open_local(engine)
+        opened.append(worker)
+        return worker
+
+    yield _open
+    for worker in opened:
+        await worker.close()
+
+
+class Charge(BaseModel):
+    customer: str
+    cents: int
+
+
+class Receipt(BaseModel):
+    customer: str
+    charged: int
+
+
+async def test_typed_handler_validates_and_publishes_schemas(open_worker: Opener, engine: Engine) -> None:
+    worker = Worker("billing")
+
+    @worker.function("billing::charge", description="Charge a card")
+    async def charge(req: Charge) -> Receipt:
+        return Receipt(customer=req.customer, charged=req.cents)
+
+    await open_worker(worker)
+    assert await worker.trigger("billing::charge", {"customer": "ada", "cents": 5}) == {"customer": "ada", "charged": 5}
+    info = await worker.trigger("engine::functions::info", {"function_id": "billing::charge"})
+    assert info["description"] == "Charge a card"
+    assert info["request_format"]["properties"]["cents"] == {"title": "Cents", "type": "integer"}
+    assert info["response_format"]["required"] == ["customer", "charged"]
+    with pytest.raises(InvocationError) as bad:
+        await worker.trigger("billing::charge", {"customer": "ada", "cents": "lots"})
+    assert bad.value.code == "deserialization_error"
+    assert "cents" in bad.value.message
+
+
+async def test_sync_handlers_run_off_the_loop(open_worker: Opener) -> None:
+    worker = Worker("sync")
+    loop_thread = threading.get_ident()
+
+    @worker.function("sync::where")
+    def where(data: Any, metadata: Any = None) -> dict[str, Any]:
+        return {"off_loop": threading.get_ident() != loop_thread, "metadata": metadata}
+
+    await open_worker(worker)
+    assert await worker.trigger("sync::where", {}, metadata={"m": 1}) == {"off_loop": True, "metadata": {"m": 1}}
+
+
+async def test_handler_errors_carry_code_and_stacktrace(open_worker: Opener) -> None:
+    worker = Worker("errors")
+
+    @worker.function("errors::boom")
+    async def boom(data: Any) -> None:
+        raise KeyError("missing")
+
+    await open_worker(worker)
+    with pytest.raises(InvocationError) as caught:
+        await worker.trigger("errors::boom", {})
+    assert caught.value.code == "invocation_failed"
+    assert caught.value.stacktrace is not None and "KeyError" in caught.value.stacktrace
+
+
+async def test_void_returns_at_once_and_still_runs(open_worker: Opener) -> None:
+    worker = Worker("void")
+    seen: list[Any] = []
+
+    @worker.function("void::record")
+    async def record(data: Any) -> str:
+        seen.append(data["n"])
+        return "dropped"
+
+    await open_worker(worker)
+    assert await worker.trigger("void::record", {"n": 1}, action=Void()) is None
+    await eventually(lambda: seen == [1])
+
+
+class Webhooks:
+    """A trigger-type provider that remembers its bindings and can refuse one."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, TriggerInfo] = {}
+
+    async def register_trigger(self, trigger: TriggerInfo) -> None:
+        if not str(trigger.config.get("url", "")).startswith("/"):
+            raise ValueError("url must start with /")
+        self.active[trigger.id] = trigger
+
+    async def unregister_trigger(self, trigger: TriggerInfo) -> None:
+        self.active.pop(trigger.id, None)
+
+
+async def test_worker_provided_trigger_type(open_worker: Opener, engine: Engine) -> None:
+    hooks = Webhooks()
+    provider = Worker("webhook-provider")
+    provider.register_trigger_type("webhook", hooks, description="Incoming webhooks")
+    await open_worker(provider)
+    user = Worker("webhook-user")
+    user.register_function("user::on_hook", lambda data: data)
+    good = user.register_trigger("webhook", "user::on_hook", {"url": "/in"}, metadata={"m": 1})
+    bad = user.register_trigger("webhook", "user::on_hook", {"url": "no-slash"})
+    await open_worker(user)
+    await eventually(lambda: good in hooks.active)
+    assert hooks.active[good] == TriggerInfo(good, "webhook", "user::on_hook", {"url": "/in"}, {"m": 1})
+    # The refused binding stays parked (inactive), for a later provider to accept.
+    await eventually(lambda: engine.triggers.bindings[bad].provider_key is None)
+    assert bad not in hooks.active
+    user.unregister_trigger(good)
+    await eventually(lambda: good not in hooks.active)
+
+
+async def test_channels_carry_frames_in_order(open_worker: Opener) -> None:
+    worker = await open_worker(Worker("channels"))
+    writer, reader = await worker.create_channel()
+    await writer.send_text('{"type":"set_status","status_code":201}')
+    await writer.write(b"x" * 100_000)  # split into 64 KiB frames
+    await writer.close()
+    frames = [frame async for frame in reader]
+    assert frames[0] == '{"type":"set_status","status_code":201}'
+    assert b"".join(f for f in frames[1:] if isinstance(f, bytes)) == b"x" * 100_000
+    assert len(frames) == 3
+
+
+async def test_registering_twice_is_refused_locally() -> None:
+    worker = Worker("twice")
+    worker.register_function("twice::fn", lambda data: None)
+    with pytest.raises(ValueError, match="already registered"):
+        worker.register_function("twice::fn", lambda data: None)
+    with pytest.raises(ValueError, match="blank"):
+        Worker("blank", namespace=" ")
