@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -20,6 +21,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import aiohttp
+import orjson
 
 from teamster.engine.config import EngineConfig, WorkerEntry
 from teamster.engine.engine import Engine
@@ -156,6 +160,59 @@ async def _until_ready(caller: Worker) -> None:
     raise RuntimeError("echo worker never registered")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn_floor(mode: str) -> tuple[int, subprocess.Popen[str]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "floor_echo.py"), mode, str(port)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    return port, proc
+
+
+async def bench_floor_raw(row: Row, n: int) -> None:
+    port, proc = await asyncio.to_thread(spawn_floor, "raw")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        message = orjson.dumps(PAYLOAD)
+
+        async def ping() -> None:
+            writer.write(message)
+            await reader.readexactly(len(message))
+
+        await latencies(ping, 200)
+        lat = await latencies(ping, n)
+        row.p50.append(pct(lat, 0.5))
+        row.p99.append(pct(lat, 0.99))
+        writer.close()
+    finally:
+        await asyncio.to_thread(stop_all, [proc])
+
+
+async def bench_floor_ws(row: Row, n: int) -> None:
+    port, proc = await asyncio.to_thread(spawn_floor, "ws")
+    try:
+        async with aiohttp.ClientSession() as session, session.ws_connect(f"ws://127.0.0.1:{port}/") as ws:
+            message = orjson.dumps(PAYLOAD).decode()
+
+            async def ping() -> None:
+                await ws.send_str(message)
+                await ws.receive()
+
+            await latencies(ping, 200)
+            lat = await latencies(ping, n)
+            row.p50.append(pct(lat, 0.5))
+            row.p99.append(pct(lat, 0.99))
+    finally:
+        await asyncio.to_thread(stop_all, [proc])
+
+
 async def bench_state(row: Row, n: int, tmp: Path) -> None:
     async with embedded("sqlite", tmp, "iii-engine-functions", "iii-state") as engine:
         worker = Worker("bench-state")
@@ -199,6 +256,8 @@ async def main(calls: int, repeat: int) -> None:
         "plain": Row("plain `await fn(data)`"),
         "inproc": Row("embedded engine, in-process worker"),
         "ws": Row("WebSocket, 3 processes (caller → engine → echo)"),
+        "floor_ws": Row("floor: bare aiohttp WebSocket echo, 2 processes, 1 round trip"),
+        "floor_raw": Row("floor: raw TCP echo, 2 processes, 1 round trip"),
         "state": Row("state::set + state::get, SQLite (ops)"),
         "queue": Row("queue enqueue → handler → ack, SQLite"),
     }
@@ -208,6 +267,8 @@ async def main(calls: int, repeat: int) -> None:
             await bench_plain(rows["plain"], calls)
             await bench_inproc(rows["inproc"], calls, tmp / f"inproc{r}")
             await bench_websocket(rows["ws"], calls, tmp / f"ws{r}")
+            await bench_floor_ws(rows["floor_ws"], calls)
+            await bench_floor_raw(rows["floor_raw"], calls)
             await bench_state(rows["state"], calls, tmp / f"state{r}")
             await bench_queue(rows["queue"], calls, tmp / f"queue{r}")
     cpu = os.cpu_count()

@@ -52,7 +52,10 @@ class WorkerManager(Module):
             raise web.HTTPServiceUnavailable(text="engine shutting down")
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, compress=False)
         await ws.prepare(request)
-        conn = WsConnection(ws, request.remote)
+        transport = request.transport
+        if transport is None:  # the client went away during the upgrade
+            return ws
+        conn = WsConnection(ws, transport, request.remote)
         engine = self.engine
         await engine.connect(conn)
         try:
