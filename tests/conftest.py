@@ -11,7 +11,7 @@ import pytest
 
 from teamster.engine.config import DEFAULT_WORKERS, EngineConfig, WorkerEntry
 from teamster.engine.engine import Engine
-from teamster.sdk import Worker
+from teamster.sdk import InvocationError, Worker
 
 
 def engine_config(
@@ -57,6 +57,29 @@ async def connect(ws_url: str) -> AsyncIterator[Callable[..., Awaitable[Worker]]
     yield _connect
     for worker in opened:
         await worker.close()
+
+
+Connect = Callable[[Worker], Awaitable[Worker]]
+
+
+def recorder(worker: Worker, function_id: str, returns: Any = None) -> list[Any]:
+    """Serve `function_id` on `worker`, keeping every payload it receives."""
+    calls: list[Any] = []
+
+    async def record(data: Any) -> Any:
+        calls.append(data)
+        return returns
+
+    worker.register_function(function_id, record)
+    return calls
+
+
+async def expect_bad_input(worker: Worker, function_id: str, payload: Any, field: str) -> None:
+    """The call fails with a deserialization_error that names the offending field."""
+    with pytest.raises(InvocationError) as caught:
+        await worker.trigger(function_id, payload)
+    assert caught.value.code == "deserialization_error"
+    assert f"{function_id}: {field}:" in caught.value.message
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0, interval: float = 0.02) -> None:

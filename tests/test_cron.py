@@ -16,10 +16,9 @@ from teamster.engine.registry import Invocation
 from teamster.engine.triggers import Binding
 from teamster.sdk import Worker
 from teamster.storage import open_memory
-from tests.conftest import engine_config, eventually
+from tests.conftest import Connect, engine_config, eventually
 
 EVERY_SECOND = {"expression": "*/1 * * * * *"}
-Connect = Callable[[Worker], Awaitable[Worker]]
 
 
 def _collector() -> tuple[list[Any], Callable[[Any], Awaitable[None]]]:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,9 +15,7 @@ import pytest
 
 from teamster.engine.engine import Engine
 from teamster.sdk import Worker
-from tests.conftest import engine_config, eventually
-
-Connect = Callable[[Worker], Awaitable[Worker]]
+from tests.conftest import Connect, engine_config, eventually
 
 
 def routed(engine: Engine, binding_id: str) -> Callable[[], bool]:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import pytest
 
 from teamster.engine.engine import Engine
 from teamster.protocol import InvocationError
 from teamster.sdk import Worker
-from tests.conftest import eventually
-from tests.test_state import recorder
-
-Connect = Callable[[Worker], Awaitable[Worker]]
+from tests.conftest import Connect, eventually, recorder
 
 
 async def settled(worker: Worker) -> None:

@@ -15,9 +15,7 @@ from teamster.engine.registry import Invocation
 from teamster.protocol import InvocationError
 from teamster.sdk import Enqueue, Worker
 from teamster.storage import open_memory
-from tests.conftest import engine_config, eventually
-
-Connect = Callable[[Worker], Awaitable[Worker]]
+from tests.conftest import Connect, engine_config, eventually
 
 QUEUES = {
     "fast": {"backoff_ms": 10, "max_retries": 2},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,21 +15,7 @@ from teamster.protocol import InvocationError
 from teamster.sdk import Worker
 from teamster.storage import Entry, RevisionConflict, Storage, open_memory
 from teamster.storage.memory import MemoryState
-from tests.conftest import engine_config, eventually
-
-Connect = Callable[[Worker], Awaitable[Worker]]
-
-
-def recorder(worker: Worker, function_id: str, returns: Any = None) -> list[Any]:
-    """Serve `function_id` on `worker`, keeping every payload it receives."""
-    calls: list[Any] = []
-
-    async def record(data: Any) -> Any:
-        calls.append(data)
-        return returns
-
-    worker.register_function(function_id, record)
-    return calls
+from tests.conftest import Connect, engine_config, eventually, expect_bad_input, recorder
 
 
 async def received(calls: list[Any], count: int) -> None:
@@ -260,11 +246,7 @@ async def test_trigger_calls_carry_no_caller_worker_id(connect: Connect) -> None
 async def test_bad_input_is_a_deserialization_error(
     connect: Connect, function_id: str, payload: dict[str, Any], field: str
 ) -> None:
-    w = await connect(Worker("client"))
-    with pytest.raises(InvocationError) as caught:
-        await w.trigger(function_id, payload)
-    assert caught.value.code == "deserialization_error"
-    assert f"{function_id}: {field}:" in caught.value.message
+    await expect_bad_input(await connect(Worker("client")), function_id, payload, field)
 
 
 async def test_max_value_bytes() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -10,10 +9,7 @@ import pytest
 from teamster.engine.engine import Engine
 from teamster.protocol import InvocationError
 from teamster.sdk import Worker
-from tests.conftest import eventually
-from tests.test_state import recorder
-
-Connect = Callable[[Worker], Awaitable[Worker]]
+from tests.conftest import Connect, eventually, expect_bad_input, recorder
 
 
 def item(item_id: str, group: str = "g1", stream: str = "chat") -> dict[str, Any]:
@@ -152,11 +148,7 @@ async def test_custom_stream_errors_pass_through(connect: Connect) -> None:
 async def test_bad_input_is_a_deserialization_error(
     connect: Connect, function_id: str, payload: dict[str, Any], field: str
 ) -> None:
-    w = await connect(Worker("client"))
-    with pytest.raises(InvocationError) as caught:
-        await w.trigger(function_id, payload)
-    assert caught.value.code == "deserialization_error"
-    assert f"{function_id}: {field}:" in caught.value.message
+    await expect_bad_input(await connect(Worker("client")), function_id, payload, field)
 
 
 async def test_trigger_without_stream_name_is_refused(engine: Engine, connect: Connect) -> None:

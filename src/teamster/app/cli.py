@@ -22,6 +22,7 @@ from teamster.engine.config import ConfigError, EngineConfig, load_config
 from teamster.engine.engine import Engine
 from teamster.sdk import Worker
 from teamster.sdk.worker import DEFAULT_URL
+from teamster.storage.sqlite import DB_FILE
 
 log = logging.getLogger("teamster")
 app = typer.Typer(
@@ -163,10 +164,12 @@ def _import_file(path: Path) -> ModuleType:
 
 def _addresses(running: Engine) -> list[str]:
     config = running.config
-    parts = [f"ws://{_host(running, 'iii-worker-manager')}:{running.ports['ws']}"]
+    parts = []
+    if "ws" in running.ports:
+        parts.append(f"ws://{_host(running, 'iii-worker-manager')}:{running.ports['ws']}")
     if "http" in running.ports:
         parts.append(f"http://{_host(running, 'iii-http')}:{running.ports['http']}")
-    where = f" ({config.data_dir / 'teamster.db'})" if config.storage == "sqlite" else ""
+    where = f" ({config.data_dir / DB_FILE})" if config.storage == "sqlite" else ""
     parts.append(f"storage={config.storage}{where}")
     return parts
 

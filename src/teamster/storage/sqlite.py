@@ -20,6 +20,7 @@ import orjson
 from .base import Entry, QueueMessage, RevisionConflict, StateChange, StateWatcher, Storage
 from .memory import DEAD, IN_FLIGHT, READY, LocalPubSub, StateWatchers
 
+DB_FILE = "teamster.db"
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -386,9 +387,9 @@ class SqliteLocks:
 
 
 def open_sqlite(data_dir: Path) -> Storage:
-    """Storage in `<data_dir>/teamster.db`, creating the directory and schema as needed."""
+    """Storage in one file, `<data_dir>/teamster.db`, creating the directory and schema as needed."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    conn = _connect(data_dir / "teamster.db")
+    conn = _connect(data_dir / DB_FILE)
 
     async def close() -> None:
         conn.close()

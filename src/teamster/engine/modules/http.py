@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from teamster.engine.builtin import Module, config_of
 from teamster.engine.channels import Channel
 from teamster.engine.config import DEFAULT_HTTP_PORT
+from teamster.engine.listener import listen
 from teamster.engine.modules.http_response import (
     StreamState,
     error_response,
@@ -23,7 +24,6 @@ from teamster.engine.modules.http_response import (
     returned_response,
     send_stream,
 )
-from teamster.engine.modules.worker_manager import _bound_port
 from teamster.engine.triggers import Binding
 from teamster.protocol import InvocationError
 
@@ -138,10 +138,7 @@ class Http(Module):
         app = web.Application(client_max_size=MAX_JSON_BODY)
         app.router.add_route("*", "/{tail:.*}", self._serve)
         app.on_response_prepare.append(self._cors)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True).start()
-        self.engine.ports["http"] = _bound_port(self._runner, self.config.port)
+        self._runner, self.engine.ports["http"] = await listen(app, self.config.host, self.config.port)
         await self.engine.builtin_type("http", self, "HTTP API trigger")
 
     async def stop(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict
@@ -12,6 +11,7 @@ from teamster.engine.builtin import Module
 from teamster.engine.channels import Channel
 from teamster.engine.config import DEFAULT_WS_PORT
 from teamster.engine.connection import WsConnection
+from teamster.engine.listener import listen
 from teamster.protocol import ProtocolError, decode
 
 log = logging.getLogger("teamster.engine")
@@ -38,11 +38,7 @@ class WorkerManager(Module):
         app.router.add_get("/", self._worker)
         app.router.add_get("/otel", self._otel)
         app.router.add_get("/ws/channels/{channel_id}", self._channel)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
-        await site.start()
-        self.engine.ports["ws"] = _bound_port(self._runner, self.config.port)
+        self._runner, self.engine.ports["ws"] = await listen(app, self.config.host, self.config.port)
 
     async def stop(self) -> None:
         await self._runner.cleanup()
@@ -133,8 +129,3 @@ async def _pump_out(ws: web.WebSocketResponse, channel: Channel) -> None:
         else:
             await ws.send_bytes(payload if isinstance(payload, bytes) else payload.encode())
     await ws.close()
-
-
-def _bound_port(runner: web.AppRunner, wanted: int) -> int:
-    addresses: list[Any] = runner.addresses
-    return int(addresses[0][1]) if addresses else wanted
