@@ -1,0 +1,1 @@
+"""The harness jobs, one worker module each; they talk to each other only through function ids."""

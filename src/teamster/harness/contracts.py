@@ -1,0 +1,254 @@
+"""Data shapes shared by harness workers (iii-harness.md §2.5, §2.6, §3, §7.3, §7.4). Shapes only, no logic.
+
+Workers never import each other; when two of them exchange a payload, its model lives here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Shape(BaseModel):
+    """Lenient on input (unknown keys are kept out, not refused), exact on output."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# ---- content and messages (§2.6) -------------------------------------------------------------
+
+
+class TextBlock(Shape):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ThinkingBlock(Shape):
+    type: Literal["thinking"] = "thinking"
+    text: str
+    signature: str | None = None
+
+
+class FunctionCallBlock(Shape):
+    type: Literal["function_call"] = "function_call"
+    id: str
+    function_id: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImageBlock(Shape):
+    type: Literal["image"] = "image"
+    data: str  # base64
+    mime: str
+
+
+ContentBlock = Annotated[TextBlock | ThinkingBlock | FunctionCallBlock | ImageBlock, Field(discriminator="type")]
+
+StopReason = Literal["end", "length", "function_call", "aborted", "error"]
+ErrorKind = Literal["auth_expired", "rate_limited", "context_overflow", "transient", "permanent"]
+
+
+class Usage(Shape):
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    cost_usd: float | None = None
+
+
+class UserMessage(Shape):
+    role: Literal["user"] = "user"
+    content: str | list[ContentBlock]
+    timestamp: int = 0
+
+
+class AssistantMessage(Shape):
+    role: Literal["assistant"] = "assistant"
+    content: list[ContentBlock] = Field(default_factory=list)
+    stop_reason: StopReason = "end"
+    error_message: str | None = None
+    error_kind: ErrorKind | None = None
+    usage: Usage | None = None
+    model: str = ""
+    provider: str = ""
+    timestamp: int = 0
+
+
+class FunctionResultMessage(Shape):
+    role: Literal["function_result"] = "function_result"
+    function_call_id: str
+    function_id: str
+    content: list[ContentBlock] = Field(default_factory=list)
+    details: Any = None
+    is_error: bool = False
+    terminate: bool = False
+    timestamp: int = 0
+
+
+class CustomMessage(Shape):
+    role: Literal["custom"] = "custom"
+    custom_type: str
+    content: Any = None
+    display: bool | None = None
+    details: Any = None
+    timestamp: int = 0
+
+
+AgentMessage = Annotated[
+    UserMessage | AssistantMessage | FunctionResultMessage | CustomMessage, Field(discriminator="role")
+]
+
+
+# ---- provider streaming (§2.5) ---------------------------------------------------------------
+
+
+class FunctionSpec(Shape):
+    """A function the model may call, exposed as a native tool."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class StreamRequest(Shape):
+    """The payload of `provider::<name>::stream`."""
+
+    writer_ref: dict[str, Any]
+    system_prompt: str | None = None
+    model: str
+    messages: list[AgentMessage] = Field(default_factory=list)
+    tools: list[FunctionSpec] = Field(default_factory=list)
+    max_output_tokens: int | None = None
+
+
+PartialType = Literal[
+    "start",
+    "text_start",
+    "text_delta",
+    "text_end",
+    "thinking_start",
+    "thinking_delta",
+    "thinking_end",
+    "functioncall_start",
+    "functioncall_delta",
+    "functioncall_end",
+]
+
+
+class PartialEvent(Shape):
+    """A progress event: carries the assistant message as built so far."""
+
+    type: PartialType
+    partial: AssistantMessage
+    delta: str | None = None
+
+
+class UsageEvent(Shape):
+    type: Literal["usage"] = "usage"
+    usage: Usage
+
+
+class StopEvent(Shape):
+    type: Literal["stop"] = "stop"
+    stop_reason: StopReason
+    error_message: str | None = None
+    error_kind: ErrorKind | None = None
+
+
+class DoneEvent(Shape):
+    """Terminal: the final assistant message."""
+
+    type: Literal["done"] = "done"
+    message: AssistantMessage
+
+
+class ErrorEvent(Shape):
+    """Terminal: the stream failed; `error` is an assistant message with stop_reason `error`."""
+
+    type: Literal["error"] = "error"
+    error: AssistantMessage
+
+
+AssistantMessageEvent = Annotated[
+    PartialEvent | UsageEvent | StopEvent | DoneEvent | ErrorEvent, Field(discriminator="type")
+]
+
+
+# ---- model catalog (§7.3) --------------------------------------------------------------------
+
+
+class Pricing(Shape):
+    """USD per million tokens."""
+
+    input_per_1m: float
+    output_per_1m: float
+    cache_read_per_1m: float | None = None
+    cache_write_per_1m: float | None = None
+
+
+class Model(Shape):
+    id: str
+    provider: str
+    api: str = ""
+    display_name: str = ""
+    context_window: int
+    max_output_tokens: int | None = None
+    supports_thinking: bool = False
+    supports_xhigh: bool = False
+    supports_tools: bool = True
+    supports_vision: bool = False
+    supports_cache: bool = False
+    pricing: Pricing | None = None
+
+
+# ---- credentials (§7.4) ----------------------------------------------------------------------
+
+
+class ApiKeyCredential(Shape):
+    type: Literal["api_key"] = "api_key"
+    key: str
+
+
+class OAuthCredential(Shape):
+    type: Literal["oauth"] = "oauth"
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: int | None = None
+    scopes: list[str] | None = None
+    provider_extra: dict[str, Any] | None = None
+
+
+Credential = Annotated[ApiKeyCredential | OAuthCredential, Field(discriminator="type")]
+
+
+# ---- policy and denials (§3) -----------------------------------------------------------------
+
+
+class MatchedConstraint(Shape):
+    field: str
+    operator: Literal["equals", "matches"]
+    value: Any
+
+
+class PolicyDecision(Shape):
+    """The reply of `policy::check_permissions`."""
+
+    decision: Literal["allow", "deny", "needs_approval"]
+    rule_id: str | None = None
+    rule_action: Literal["allow", "deny"] | None = None
+    matched_constraint: MatchedConstraint | None = None
+
+
+class DenialEnvelope(Shape):
+    """The `details` of a denied call's result, whoever denied it."""
+
+    schema_version: int = 1
+    status: Literal["denied"] = "denied"
+    denied_by: Literal["permissions", "user", "gate_unavailable", "budget"]
+    function_id: str
+    rule_id: str | None = None
+    rule_action: str | None = None
+    matched_constraint: MatchedConstraint | None = None
+    args_excerpt: str | None = None
+    reason: str
