@@ -74,12 +74,13 @@ def recorder(worker: Worker, function_id: str, returns: Any = None) -> list[Any]
     return calls
 
 
-async def expect_bad_input(worker: Worker, function_id: str, payload: Any, field: str) -> None:
-    """The call fails with a deserialization_error that names the offending field."""
+async def expect_bad_input(worker: Worker, function_id: str, payload: Any, field: str) -> InvocationError:
+    """The call fails with a deserialization_error that names the offending field; returns the error."""
     with pytest.raises(InvocationError) as caught:
         await worker.trigger(function_id, payload)
     assert caught.value.code == "deserialization_error"
     assert f"{function_id}: {field}:" in caught.value.message
+    return caught.value
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0, interval: float = 0.02) -> None:

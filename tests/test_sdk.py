@@ -156,3 +156,13 @@ async def test_registering_twice_is_refused_locally() -> None:
         worker.register_function("twice::fn", lambda data: None)
     with pytest.raises(ValueError, match="blank"):
         Worker("blank", namespace=" ")
+
+
+async def test_in_process_channels_are_released_once_drained(engine: Engine) -> None:
+    async with Worker("local-channels").attach(engine) as worker:
+        before = len(engine.channels.channels)
+        writer, reader = await worker.create_channel()
+        await writer.write(b"data")
+        await writer.close()
+        assert await reader.read_all() == b"data"
+        assert len(engine.channels.channels) == before

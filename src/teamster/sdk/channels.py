@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -69,10 +69,17 @@ class ChannelWriter:
 class ChannelReader:
     """Yields frames in order (str for text, bytes for binary) until the writer closes."""
 
-    def __init__(self, ref: dict[str, Any], base_url: str | None, local: Channel | None = None) -> None:
+    def __init__(
+        self,
+        ref: dict[str, Any],
+        base_url: str | None,
+        local: Channel | None = None,
+        release: Callable[[], None] | None = None,
+    ) -> None:
         self.ref = ref
         self._base_url = base_url
         self._local = local
+        self._release = release  # drops an in-process channel once drained, as the socket path does
         if local is not None:
             local.reader_taken = True
 
@@ -80,6 +87,8 @@ class ChannelReader:
         if self._local is not None:
             while (frame := await self._local.queue.get()) is not None:
                 yield frame[1]
+            if self._release is not None:
+                self._release()
             return
         session, ws = await _open(self._base_url, self.ref, "read")
         try:

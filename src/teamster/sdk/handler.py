@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from teamster.engine.config import first_error
 from teamster.protocol import InvocationError
 from teamster.protocol import errors as codes
 
@@ -45,8 +46,9 @@ class Handler:
             try:
                 data = self.request.validate_python(data)
             except ValidationError as exc:
+                # One line, `fid: field: why`, as the built-ins say it; never the input itself (it may be a secret).
                 raise InvocationError(
-                    codes.DESERIALIZATION_ERROR, f"{function_id}: {exc}", function_id=function_id
+                    codes.DESERIALIZATION_ERROR, f"{function_id}: {first_error(exc, 'input')}", function_id=function_id
                 ) from None
         args = (data, metadata) if self.wants_metadata else (data,)
         if self.is_async:

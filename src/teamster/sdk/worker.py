@@ -237,7 +237,10 @@ class Worker:
         return ChannelWriter(ref, self._engine_url, self._local_channel(ref))
 
     def channel_reader(self, ref: dict[str, Any]) -> ChannelReader:
-        return ChannelReader(ref, self._engine_url, self._local_channel(ref))
+        local = self._local_channel(ref)
+        engine = self._engine
+        release = (lambda: engine.channels.delete(local.id)) if local is not None and engine is not None else None
+        return ChannelReader(ref, self._engine_url, local, release)
 
     # ---- connecting ---------------------------------------------------------------------------
 
