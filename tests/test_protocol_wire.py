@@ -335,3 +335,24 @@ async def test_unencodable_values_are_typed_errors(connect: Any) -> None:
         await caller.trigger("odd::set", {})
     assert unencodable.value.code == "serialization_error"
     assert "not JSON-encodable" in unencodable.value.message
+
+
+async def test_deeply_nested_values_cross_the_wire(connect: Any) -> None:
+    server = Worker("deep")
+
+    @server.function("deep::echo")
+    async def echo(data: Any) -> Any:
+        return data
+
+    await connect(server)
+    caller = await connect(Worker("deep-caller"))
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(400):  # beyond orjson's 254 levels
+        node["child"] = {}
+        node = node["child"]
+    result = await caller.trigger("deep::echo", {"tree": deep})
+    depth, node = 0, result["tree"]
+    while node:
+        node, depth = node["child"], depth + 1
+    assert depth == 400

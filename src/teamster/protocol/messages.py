@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -235,7 +236,14 @@ def to_dict(msg: Message) -> dict[str, Any]:
 
 def encode(msg: Message) -> bytes:
     """JSON bytes; a value JSON cannot carry (a set, an int past 64 bits) raises ProtocolError."""
+    frame = to_dict(msg)
     try:
-        return orjson.dumps(to_dict(msg))
+        return orjson.dumps(frame)
     except TypeError as exc:
+        if str(exc) == "Recursion limit reached":
+            # orjson stops at 254 levels; a deep (valid) document, like a long session tree, still goes.
+            try:
+                return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            except (TypeError, ValueError, RecursionError) as deep:
+                exc = TypeError(str(deep))
         raise ProtocolError("unencodable", f"{msg.type} is not JSON-encodable: {exc}") from None
