@@ -1,0 +1,216 @@
+"""One function call from the model: plan it, ask the gates, run it, shape its result (§2.6, §2.7)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from teamster.harness.contracts import (
+    AssistantMessage,
+    DenialEnvelope,
+    FunctionCallBlock,
+    FunctionResultMessage,
+    PolicyDecision,
+    TextBlock,
+)
+from teamster.harness.orchestrator.prompt import AGENT_TRIGGER
+from teamster.harness.orchestrator.record import Call, PreparedCall
+from teamster.harness.orchestrator.runtime import Runtime, now_ms
+from teamster.protocol import InvocationError
+
+log = logging.getLogger("teamster.harness")
+
+BEFORE_TOPIC = "agent::before_function_call"
+AFTER_TOPIC = "agent::after_function_call"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    kind: Literal["allow", "deny", "pending"]
+    denial: FunctionResultMessage | None = None
+
+
+ALLOW = Verdict("allow")
+PENDING = Verdict("pending")
+
+
+def plan(message: AssistantMessage, native: list[str]) -> list[PreparedCall]:
+    """Every function_call block of the message, in order: unwrapped from the meta-tool, or refused."""
+    prepared = []
+    for block in message.content:
+        if not isinstance(block, FunctionCallBlock):
+            continue
+        if block.function_id == AGENT_TRIGGER:
+            target = block.arguments.get("function")
+            payload = block.arguments.get("payload")
+            call = Call(
+                id=block.id, function_id=str(target or ""), arguments=payload if isinstance(payload, dict) else {}
+            )
+        else:
+            call = Call(id=block.id, function_id=block.function_id, arguments=block.arguments)
+        if not call.function_id or (block.function_id != AGENT_TRIGGER and call.function_id not in native):
+            missing = {"error": "missing_function", "function": call.function_id or None}
+            text = f"No function named {call.function_id!r} is offered; call one through `{AGENT_TRIGGER}`."
+            prepared.append(PreparedCall(route="synthetic", call=call, result=result_of(call, text, missing, True)))
+        else:
+            prepared.append(PreparedCall(route="dispatch", call=call))
+    return prepared
+
+
+async def consult(rt: Runtime, session_id: str, call: Call) -> Verdict:
+    """Approval settings, then policy, then before-hooks; any gate that fails to answer denies."""
+    settings = rt.settings
+    context = {"session_id": session_id, "function_call": call.model_dump()}
+    if settings.approvals:
+        try:
+            decided = await rt.call(
+                "approval::decide",
+                {"session_id": session_id, "function_id": call.function_id},
+                timeout=settings.policy_timeout_s,
+            )
+        except InvocationError as exc:
+            return deny(call, "gate_unavailable", f"approval settings unreachable: {exc.message}")
+        if decided["decision"] == "deny":
+            return deny(
+                call, "permissions", f"{call.function_id} can only be called by a person", rule_id=decided.get("reason")
+            )
+        if decided["decision"] == "allow":
+            return ALLOW
+    if settings.policy:
+        try:
+            raw = await rt.call(
+                "policy::check_permissions",
+                {"function_id": call.function_id, "args": call.arguments},
+                timeout=settings.policy_timeout_s,
+            )
+            policy = PolicyDecision.model_validate(raw)
+        except (InvocationError, ValidationError) as exc:
+            reason = exc.message if isinstance(exc, InvocationError) else "malformed reply"
+            return deny(call, "gate_unavailable", f"policy unreachable: {reason}")
+        if policy.decision == "deny":
+            return deny(call, "permissions", _policy_reason(call, policy), policy=policy)
+        if policy.decision == "needs_approval":
+            if settings.approvals:
+                return PENDING
+            return deny(call, "permissions", f"{call.function_id} needs approval, and no approval worker runs")
+    if settings.hooks:
+        try:
+            hooked = await rt.call("hook-fanout::before", {"topic": BEFORE_TOPIC, "payload": context})
+        except InvocationError as exc:
+            return deny(call, "gate_unavailable", f"before-hook unavailable: {exc.message}")
+        if hooked.get("block"):
+            return deny(
+                call, "permissions", str(hooked.get("reason") or "blocked by a before-hook"), rule_id="before_hook"
+            )
+    return ALLOW
+
+
+async def execute(rt: Runtime, call: Call) -> FunctionResultMessage:
+    """Run the function and shape whatever comes back, error or not, as a function result."""
+    try:
+        value = await rt.call(call.function_id, call.arguments)
+    except InvocationError as exc:
+        details: dict[str, Any]
+        if exc.code == "function_not_found":
+            details = {"error": "function_not_found", "function": call.function_id, "hint": _hint(call.function_id)}
+        elif exc.code == "TIMEOUT":
+            details = {"error": "timeout", "function": call.function_id}
+        else:
+            details = {"error": "handler_error", "code": exc.code, "message": exc.message}
+        result = result_of(call, f"{call.function_id} failed: {exc.message}", details, True)
+    else:
+        result = _normalise(call, value)
+    if rt.settings.hooks:
+        result = await _after_hook(rt, call, result)
+    return result
+
+
+def deny(
+    call: Call,
+    denied_by: Literal["permissions", "user", "gate_unavailable", "budget"],
+    reason: str,
+    *,
+    rule_id: str | None = None,
+    policy: PolicyDecision | None = None,
+) -> Verdict:
+    envelope = DenialEnvelope(
+        denied_by=denied_by,
+        function_id=call.function_id,
+        rule_id=policy.rule_id if policy else rule_id,
+        rule_action=policy.rule_action if policy else None,
+        matched_constraint=policy.matched_constraint if policy else None,
+        args_excerpt=json.dumps(call.arguments)[:200],
+        reason=reason,
+    )
+    return Verdict("deny", result_of(call, reason, envelope.model_dump(exclude_none=True), True))
+
+
+def result_of(call: Call, text: str, details: Any, is_error: bool, *, terminate: bool = False) -> FunctionResultMessage:
+    return FunctionResultMessage(
+        function_call_id=call.id,
+        function_id=call.function_id,
+        content=[TextBlock(text=text)],
+        details=details,
+        is_error=is_error,
+        terminate=terminate,
+        timestamp=now_ms(),
+    )
+
+
+def _normalise(call: Call, value: Any) -> FunctionResultMessage:
+    if isinstance(value, dict) and isinstance(value.get("content"), list):
+        try:
+            return FunctionResultMessage.model_validate(
+                {**value, "function_call_id": call.id, "function_id": call.function_id, "timestamp": now_ms()}
+            )
+        except ValidationError:
+            pass  # not a function result after all: fall through to plain JSON
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return result_of(call, text, value, False)
+
+
+async def _after_hook(rt: Runtime, call: Call, result: FunctionResultMessage) -> FunctionResultMessage:
+    """Subscribers may rewrite a result; a hook that fails keeps the original."""
+    try:
+        reply = await rt.call(
+            "hook-fanout::publish_collect",
+            {
+                "topic": AFTER_TOPIC,
+                "payload": {"function_call": call.model_dump(), "result": result.model_dump(mode="json")},
+                "merge_rule": "field_merge",
+                "timeout_ms": rt.settings.hook_timeout_ms,
+            },
+        )
+    except InvocationError as exc:
+        log.warning("after-hook for %s failed, result kept: %s", call.function_id, exc)
+        return result
+    merged = reply.get("merged")
+    if not reply.get("replies") or not isinstance(merged, dict):
+        return result
+    # field_merge starts from our payload, so a subscriber's rewrite arrives as top-level fields.
+    update = {key: merged[key] for key in ("content", "details", "terminate") if key in merged}
+    try:
+        return FunctionResultMessage.model_validate({**result.model_dump(), **update})
+    except ValidationError:
+        log.warning("after-hook for %s returned an unusable result; kept the original", call.function_id)
+        return result
+
+
+def _policy_reason(call: Call, policy: PolicyDecision) -> str:
+    text = f"Permission denied: {call.function_id} matched rule {policy.rule_id}"
+    if policy.matched_constraint is not None:
+        c = policy.matched_constraint
+        text += f" on {c.field} {c.operator} {c.value!r}"
+    return text
+
+
+def _hint(function_id: str) -> str | None:
+    """A skill path passed as a function id (`w/skills/w/fn`) most likely meant `w::fn`."""
+    parts = [p for p in function_id.split("/") if p]
+    if len(parts) >= 2 and "::" not in function_id:
+        return f"did you mean {parts[0]}::{parts[-1]}?"
+    return None

@@ -1,0 +1,75 @@
+"""Provisioning: the system prompt (mode, identity, skills) and the functions the model is offered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from teamster.harness.contracts import FunctionSpec
+from teamster.harness.orchestrator.record import RunRequest
+from teamster.harness.orchestrator.runtime import Runtime
+
+AGENT_TRIGGER = "agent_trigger"
+MODES = {
+    "agent": "You are in agent mode: work the task through to the end, calling functions as you need them.",
+    "plan": "You are in plan mode: lay out the steps you would take and the functions you would call; call none.",
+    "ask": "You are in ask mode: answer the question; call a function only when the answer depends on it.",
+}
+IDENTITY = (
+    "You run inside teamster, a harness where every capability is a function on a shared bus. "
+    f"Call any function with the `{AGENT_TRIGGER}` tool, giving its id (like `billing::charge`) and a payload. "
+    "Some calls are checked by policy or wait for a person to approve them; a denied call comes back "
+    "with the reason, so adapt rather than retry it unchanged."
+)
+
+
+def agent_trigger_spec() -> FunctionSpec:
+    return FunctionSpec(
+        name=AGENT_TRIGGER,
+        description="Call a function on the bus by id, with a JSON payload.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "function": {"type": "string", "description": "The function id, e.g. `state::get`."},
+                "payload": {"type": "object", "description": "The function's input."},
+            },
+            "required": ["function"],
+        },
+    )
+
+
+async def system_prompt(runtime: Runtime, request: RunRequest) -> str:
+    """A non-empty `system_prompt` on the run wins verbatim; otherwise mode, identity and skills."""
+    if request.system_prompt:
+        return request.system_prompt
+    parts = [MODES[request.mode or "agent"], IDENTITY]
+    if runtime.settings.skills:
+        parts.extend(await _skills(runtime))
+    return "\n\n".join(parts)
+
+
+async def _skills(runtime: Runtime) -> list[str]:
+    listing = (await runtime.call("directory::skills::list", {}))["skills"]
+    if not listing:
+        return []
+    index = "\n".join(f"- iii://{s['id']}: {s['title']} — {s['description']}" for s in listing)
+    parts = [f"Skills you can read with `directory::skills::get`:\n{index}"]
+    for skill in listing:
+        if skill.get("default"):
+            body = (await runtime.call("directory::skills::get", {"id": skill["id"]}))["body"]
+            parts.append(f"# iii://{skill['id']}\n\n{body.strip()}")
+    return parts
+
+
+async def function_specs(runtime: Runtime, function_ids: list[str]) -> list[FunctionSpec]:
+    """The meta-tool, plus each requested function as a native tool with its registered schema."""
+    specs = [agent_trigger_spec()]
+    if function_ids:
+        info: dict[str, Any] = await runtime.call("engine::functions::info", {"function_ids": function_ids})
+        found = {row["function_id"]: row for row in info["functions"]}
+        for function_id in function_ids:
+            row = found.get(function_id)
+            if row is None:
+                raise LookupError(f"run::start names function {function_id}, which no worker serves")
+            schema = row.get("request_format") or {"type": "object", "properties": {}}
+            specs.append(FunctionSpec(name=function_id, description=row.get("description") or "", parameters=schema))
+    return specs

@@ -1,0 +1,100 @@
+"""The persisted turn record, the run request and the lean view the UI sees (iii-harness.md §2.2)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from teamster.harness.contracts import AssistantMessage, FunctionResultMessage, FunctionSpec
+
+State = Literal[
+    "provisioning",
+    "assistant_streaming",
+    "function_execute",
+    "function_awaiting_approval",
+    "steering_check",
+    "stopped",
+    "failed",
+]
+TERMINAL: frozenset[str] = frozenset({"stopped", "failed"})
+PARKED: frozenset[str] = frozenset({"function_awaiting_approval", *TERMINAL})  # nothing enqueued for these
+
+
+class Call(BaseModel):
+    id: str
+    function_id: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreparedCall(BaseModel):
+    """How one call of a batch will run."""
+
+    route: Literal["dispatch", "pre_approved", "synthetic"]
+    call: Call
+    result: FunctionResultMessage | None = None  # for synthetic calls
+
+
+class ExecutedCall(BaseModel):
+    call: Call
+    result: FunctionResultMessage
+    is_error: bool
+    duration_ms: int
+
+
+class Work(BaseModel):
+    prepared: list[PreparedCall] = Field(default_factory=list)
+    executed: dict[str, ExecutedCall] = Field(default_factory=dict)
+
+
+class Pending(BaseModel):
+    function_call_id: str
+    function_id: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class TurnError(BaseModel):
+    kind: str
+    message: str
+
+
+class TurnRecord(BaseModel):
+    session_id: str
+    state: State
+    turn_count: int = 0
+    max_turns: int | None = None
+    function_results: list[FunctionResultMessage] = Field(default_factory=list)
+    turn_end_emitted: bool = False
+    started_at_ms: int = 0
+    updated_at_ms: int = 0
+    model_meta: dict[str, Any] | None = None
+    error: TurnError | None = None
+    last_assistant: AssistantMessage | None = None
+    work: Work | None = None
+    awaiting_approval: list[Pending] = Field(default_factory=list)
+
+    def view(self) -> dict[str, Any]:
+        """`TurnStateView`: what the UI needs, nothing it does not."""
+        out: dict[str, Any] = {"session_id": self.session_id, "state": self.state, "turn_count": self.turn_count}
+        if self.max_turns is not None:
+            out["max_turns"] = self.max_turns
+        if self.awaiting_approval:
+            out["awaiting_approval"] = [p.model_dump() for p in self.awaiting_approval]
+        if self.error is not None:
+            out["error"] = self.error.model_dump()
+        return out
+
+
+class RunRequest(BaseModel):
+    """What `run::start` was asked for, plus what provisioning derived from it."""
+
+    provider: str
+    model: str
+    mode: Literal["plan", "ask", "agent"] | None = None
+    system_prompt: str = ""
+    functions: list[str] = Field(default_factory=list)  # ids the model may call as native tools
+    function_schemas: list[FunctionSpec] = Field(default_factory=list)
+    budget_id: str | None = None
+    workspace_id: str | None = None
+    agent_id: str | None = None
+    message_id: str | None = None
