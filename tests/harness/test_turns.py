@@ -60,7 +60,11 @@ class Harness:
 
 
 async def start_harness(connect: Connect, profile: Profile, options: HarnessOptions | None = None) -> Harness:
-    for worker in harness_workers(profile, options):
+    return await start_harness_with(connect, harness_workers(profile, options))
+
+
+async def start_harness_with(connect: Connect, workers: list[Worker]) -> Harness:
+    for worker in workers:
         await connect(worker)
     calls: list[tuple[str, Any]] = []
     demo = Worker("demo")
@@ -325,3 +329,34 @@ async def test_same_request_on_both_profiles(connect: Connect, tmp_path: Path, p
     events = await harness.run("s-same", "add", model=model)
     assert harness.calls == [("demo::add", {"a": 2, "b": 40})]
     assert states(events)[-1] == "stopped"
+
+
+async def test_policy_worker_gone_denies(connect: Connect, tmp_path: Path) -> None:
+    options = HarnessOptions(data_dir=tmp_path)
+    workers = [w for w in harness_workers("thick", options) if w.name != "policy"]
+    harness = await start_harness_with(connect, workers)
+    model = await harness.script("gone", [{"function_calls": [ADD]}, {"text": "ok"}])
+    events = await harness.run("s-gone", "add", model=model)
+    assert harness.calls == []
+    denied = next(e for e in events if e["type"] == "policy_denied")
+    assert denied["details"]["denied_by"] == "gate_unavailable"
+    assert denied["details"]["reason"].startswith("policy unreachable")
+
+
+async def test_slow_policy_is_a_deny_within_the_deadline(connect: Connect, tmp_path: Path) -> None:
+    slow = Worker("slow-policy")  # a replacement policy job: same function id, another worker
+
+    @slow.function("policy::check_permissions")
+    async def never_answers(data: Any) -> None:
+        await asyncio.sleep(60)
+
+    workers = [w for w in harness_workers("thick", HarnessOptions(data_dir=tmp_path)) if w.name != "policy"]
+    harness = await start_harness_with(connect, [*workers, slow])
+    model = await harness.script("slow", [{"function_calls": [ADD]}, {"text": "ok"}])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    events = await harness.run("s-slow", "add", model=model)
+    denied = next(e for e in events if e["type"] == "policy_denied")
+    assert denied["details"]["denied_by"] == "gate_unavailable"
+    assert harness.calls == []
+    assert loop.time() - started < 9  # the 5 s deadline, plus the run around it
