@@ -36,7 +36,6 @@ class Connection(ABC):
         self.triggers: set[str] = set()
         self.trigger_types: set[tuple[str, str]] = set()
         self.executing: set[str] = set()
-        self.channels: set[str] = set()
 
     @property
     def runtime(self) -> str:

@@ -179,13 +179,18 @@ class Engine:
     async def call(self, function_id: str, data: Any, *, namespace: str = "default", metadata: Any = None) -> Any:
         return await self.router.call(function_id, data, namespace=namespace, metadata=metadata)
 
+    async def condition_holds(
+        self, condition: str | None, event: Any, namespace: str = "default", metadata: Any = None
+    ) -> bool:
+        """A trigger's condition (§3.7): only a literal `false` skips the handler; no condition always holds."""
+        if condition is None:
+            return True
+        return await self.router.call(condition, event, namespace=namespace, metadata=metadata) is not False
+
     async def fire(self, binding: Binding, event: Any) -> Any:
         """Run a binding's function with `event`, after its condition (skipped only on literal `false`)."""
-        condition = binding.condition_function_id
-        if condition is not None:
-            verdict = await self.router.call(condition, event, namespace=binding.namespace, metadata=binding.metadata)
-            if verdict is False:
-                raise ConditionNotMet(binding.id)
+        if not await self.condition_holds(binding.condition_function_id, event, binding.namespace, binding.metadata):
+            raise ConditionNotMet(binding.id)
         return await self.router.call(
             binding.function_id, event, namespace=binding.namespace, metadata=binding.metadata
         )

@@ -115,8 +115,6 @@ class EngineFunctions(Module):
     async def _create_channel(self, inv: Invocation) -> dict[str, Any]:
         req = parse(CreateChannel, inv.data, inv.function_id)
         channel = self.engine.channels.create(inv.caller.worker_id if inv.caller else None, req.buffer_size)
-        if inv.caller is not None:
-            inv.caller.channels.add(channel.id)
         return {"writer": channel.ref("write"), "reader": channel.ref("read")}
 
     async def _list_functions(self, inv: Invocation) -> dict[str, Any]:

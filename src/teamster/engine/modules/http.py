@@ -291,11 +291,9 @@ class Exchange:
     async def condition_holds(self) -> bool:
         """The binding's condition sees the request without its channels; only literal `false` fails it."""
         binding = self.route.binding
-        condition = binding.condition_function_id
-        if condition is None:
-            return True
-        verdict = await self.engine.call(condition, self.event, namespace=binding.namespace, metadata=binding.metadata)
-        return verdict is not False
+        return await self.engine.condition_holds(
+            binding.condition_function_id, self.event, binding.namespace, binding.metadata
+        )
 
     async def handle(self) -> web.Response | StreamState:
         """Race the function's return against its response channel; the channel wins a tie."""

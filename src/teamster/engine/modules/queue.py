@@ -170,8 +170,8 @@ class QueueModule(Module):
             subscription = self._subscription(message.queue)
             if subscription is None:  # the subscriber's worker is away: keep the message for its return
                 raise InvocationError(codes.FUNCTION_NOT_FOUND, f"no durable subscriber feeds {message.queue}")
-            condition = subscription.condition_function_id
-            if condition and await router.call(condition, message.data, namespace=message.namespace) is False:
+            condition = subscription.condition_function_id or None
+            if not await self.engine.condition_holds(condition, message.data, message.namespace):
                 return
         await router.call(
             message.function_id,
