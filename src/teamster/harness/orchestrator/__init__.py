@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from teamster.harness.contracts import AgentMessage, AssistantMessage, TextBlock
+from teamster.harness.contracts import AgentMessage
 from teamster.harness.orchestrator.record import TERMINAL, RunRequest, TurnRecord
-from teamster.harness.orchestrator.runtime import Runtime, Settings, now_ms
+from teamster.harness.orchestrator.runtime import Runtime, Settings, now_ms, own_message
 from teamster.harness.orchestrator.steps import Steps
 from teamster.sdk import Enqueue, Worker
 
@@ -88,9 +88,7 @@ def create_worker(settings: Settings | None = None) -> Worker:
         if rec is None or rec.state in TERMINAL:
             return {"session_id": req.session_id, "aborted": False, "state": rec.state if rec else None}
         previous = rec.model_copy(deep=True)
-        message = AssistantMessage(
-            content=[TextBlock(text="run aborted by user")], stop_reason="aborted", timestamp=now_ms()
-        )
+        message = own_message("run aborted by user", "aborted")
         rec.last_assistant = message
         rec.awaiting_approval = []
         rec.work = None

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from teamster.harness.contracts import AgentMessage
+from teamster.harness.contracts import AgentMessage, AssistantMessage, ErrorKind, StopReason, TextBlock
 from teamster.harness.orchestrator.record import PARKED, RunRequest, TurnRecord
 from teamster.sdk import Enqueue, Worker
 
@@ -36,6 +36,21 @@ class Settings:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def own_message(
+    text: str, stop_reason: StopReason, *, error_kind: ErrorKind | None = None, model: str = "", provider: str = ""
+) -> AssistantMessage:
+    """An assistant message the harness writes itself (a refusal, a stop, a failure); errors carry their text."""
+    return AssistantMessage(
+        content=[TextBlock(text=text)],
+        stop_reason=stop_reason,
+        error_message=text if stop_reason == "error" else None,
+        error_kind=error_kind,
+        model=model,
+        provider=provider,
+        timestamp=now_ms(),
+    )
 
 
 class Runtime:

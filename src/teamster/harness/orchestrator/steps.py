@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from teamster.harness.contracts import AgentMessage, AssistantMessage, PartialEvent, TextBlock, UserMessage
+from teamster.harness.contracts import AgentMessage, AssistantMessage, PartialEvent, UserMessage
 from teamster.harness.orchestrator import calls, prompt
 from teamster.harness.orchestrator.calls import Verdict
 from teamster.harness.orchestrator.record import (
@@ -20,7 +20,7 @@ from teamster.harness.orchestrator.record import (
     TurnRecord,
     Work,
 )
-from teamster.harness.orchestrator.runtime import Runtime, now_ms
+from teamster.harness.orchestrator.runtime import Runtime, now_ms, own_message
 from teamster.harness.orchestrator.streaming import stream_assistant
 from teamster.protocol import InvocationError
 
@@ -217,7 +217,7 @@ class Steps:
         continues = bool(arrived or rec.function_results)
         if continues and rec.max_turns is not None and rec.turn_count >= rec.max_turns:
             text = f"loop stopped: max_turns ({rec.max_turns}) reached"
-            stop = AssistantMessage(content=[TextBlock(text=text)], stop_reason="end", timestamp=now_ms())
+            stop = own_message(text, "end")
             await rt.append(sid, stop, f"{rec.started_at_ms}-t{rec.turn_count}-max-turns")
             await self._close_turn(rec, stop)
             return
@@ -351,12 +351,7 @@ class Steps:
         rec = previous.model_copy(deep=True)
         rec.state = "failed"
         rec.error = TurnError(kind="transition_error", message=f"from {state}: {message}")
-        error = AssistantMessage(
-            content=[TextBlock(text=rec.error.message)],
-            stop_reason="error",
-            error_message=rec.error.message,
-            timestamp=now_ms(),
-        )
+        error = own_message(rec.error.message, "error")
         await self.rt.emit(
             rec.session_id,
             {"type": "message_complete", "message": error.model_dump(mode="json"), "body_streamed": False},
@@ -391,15 +386,7 @@ class Steps:
             },
         )
         text = f"Budget exceeded: the run stopped before calling the model ({reason}; estimated ${estimate:.4f})."
-        return AssistantMessage(
-            content=[TextBlock(text=text)],
-            stop_reason="error",
-            error_message=text,
-            error_kind="permanent",
-            model=model,
-            provider=provider,
-            timestamp=now_ms(),
-        )
+        return own_message(text, "error", error_kind="permanent", model=model, provider=provider)
 
     async def _price(self, rec: TurnRecord, budget_id: str | None, message: AssistantMessage) -> None:
         """Cost from the catalog's prices, then recorded against the run's budget."""

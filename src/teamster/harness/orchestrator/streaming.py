@@ -18,9 +18,8 @@ from teamster.harness.contracts import (
     FunctionSpec,
     PartialEvent,
     StreamRequest,
-    TextBlock,
 )
-from teamster.harness.orchestrator.runtime import Runtime, now_ms
+from teamster.harness.orchestrator.runtime import Runtime, own_message
 from teamster.protocol import InvocationError
 from teamster.sdk import ChannelReader
 
@@ -88,7 +87,8 @@ async def stream_assistant(
         failure = f"provider {provider} failed: {exc.message}"
     final = outcome["final"]
     if final is None:
-        final = _error_message(provider, model, failure or "provider channel closed without a final message")
+        text = failure or "provider channel closed without a final message"
+        final = own_message(text, "error", error_kind="transient", model=model, provider=provider)
     return final, bool(outcome["streamed"])
 
 
@@ -100,15 +100,3 @@ async def _drain(reader: ChannelReader) -> None:
         async with asyncio.timeout(READER_GRACE_S * 150):
             async for _ in reader:
                 pass
-
-
-def _error_message(provider: str, model: str, text: str) -> AssistantMessage:
-    return AssistantMessage(
-        content=[TextBlock(text=text)],
-        stop_reason="error",
-        error_message=text,
-        error_kind="transient",
-        model=model,
-        provider=provider,
-        timestamp=now_ms(),
-    )
