@@ -107,7 +107,6 @@ class WsTransport:
         self._connected = asyncio.Event()
         self._stopped = False
         self._runner: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def connected(self) -> bool:
@@ -165,11 +164,6 @@ class WsTransport:
         else:
             future.set_result(msg.result)
 
-    def spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def close(self) -> None:
         self._stopped = True
         if self._ws is not None:
@@ -177,9 +171,6 @@ class WsTransport:
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import platform
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
@@ -112,6 +113,7 @@ class Worker:
         self._transport: Transport | None = None
         self._engine_url: str | None = None
         self._engine: Engine | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()  # handlers and provider calls this worker started
 
     # ---- registration -------------------------------------------------------------------------
 
@@ -282,9 +284,15 @@ class Worker:
         await self._on_open()
 
     async def close(self) -> None:
+        """Disconnect, then cancel the handler and provider tasks still running (this one excepted)."""
         transport, self._transport = self._transport, None
         if transport is not None:
             await transport.close()
+        current = asyncio.current_task()
+        pending = [task for task in self._tasks if task is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         self.state = "disconnected"
 
     # ---- the engine's side (LocalPeer for in-process, frames for WebSocket) ---------------------
@@ -428,28 +436,10 @@ class Worker:
         if self._transport is not None and self.state == "connected":
             self._spawn(self._send(msg))
 
-    def _spawn(self, coro: Any) -> None:
-        if isinstance(self._transport, WsTransport):
-            self._transport.spawn(coro)
-        else:
-            _background.spawn(coro)
-
-
-class _Background:
-    """Strong references for in-process tasks, so none is garbage-collected mid-flight."""
-
-    def __init__(self) -> None:
-        self.tasks: set[Any] = set()
-
-    def spawn(self, coro: Any) -> None:
-        import asyncio
-
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-
-_background = _Background()
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 def _first_line(doc: str | None) -> str | None:
