@@ -120,6 +120,7 @@ class StreamRequest(Shape):
     messages: list[AgentMessage] = Field(default_factory=list)
     tools: list[FunctionSpec] = Field(default_factory=list)
     max_output_tokens: int | None = None
+    agent_id: str | None = None  # who is speaking, for providers that answer per agent (scripted books)
 
 
 PartialType = Literal[

@@ -117,17 +117,7 @@ class Steps:
                 },
             )
 
-        stream = asyncio.ensure_future(
-            stream_assistant(
-                rt,
-                request.provider,
-                request.model,
-                request.system_prompt,
-                messages,
-                request.function_schemas,
-                on_partial,
-            )
-        )
+        stream = asyncio.ensure_future(stream_assistant(rt, request, messages, on_partial))
         self.streams[sid] = stream
         try:
             assistant, streamed = await stream
@@ -167,6 +157,9 @@ class Steps:
             call = prepared.call
             if call.id in work.executed or call.id in waiting:
                 continue
+            if call.id in work.started:  # sent before a crash, never answered: it may have run, so not again
+                await self._executed(rec, prepared, calls.interrupted(call), 0)
+                continue
             await self._start(rec, prepared)
             if prepared.route == "synthetic" and prepared.result is not None:
                 await self._executed(rec, prepared, prepared.result, 0)
@@ -191,9 +184,7 @@ class Steps:
             rec.awaiting_approval.remove(pending)
             prepared = by_id[pending.function_call_id]
             if decision["decision"] == "allow":
-                started = time.monotonic()
-                result = await calls.execute(rt, prepared.call)
-                await self._executed(rec, prepared, result, int((time.monotonic() - started) * 1000))
+                await self._run_call(rec, prepared)
             else:
                 aborted = decision["decision"] == "aborted"
                 reason = decision.get("reason") or ("aborted" if aborted else "no reason given")
@@ -281,8 +272,15 @@ class Steps:
             )
             await self._executed(rec, prepared, verdict.denial, 0)
             return
+        await self._run_call(rec, prepared)
+
+    async def _run_call(self, rec: TurnRecord, prepared: PreparedCall) -> None:
+        """At most once: the call is checkpointed as started before it is sent, so a redelivered step skips it."""
+        work = rec.work = rec.work or Work()
+        work.started.append(prepared.call.id)
+        await self.rt.checkpoint(rec)
         started = time.monotonic()
-        result = await calls.execute(rt, call)
+        result = await calls.execute(self.rt, prepared.call)
         await self._executed(rec, prepared, result, int((time.monotonic() - started) * 1000))
 
     async def _executed(self, rec: TurnRecord, prepared: PreparedCall, result: Any, duration_ms: int) -> None:

@@ -15,10 +15,10 @@ from teamster.harness.contracts import (
     AssistantMessageEvent,
     DoneEvent,
     ErrorEvent,
-    FunctionSpec,
     PartialEvent,
     StreamRequest,
 )
+from teamster.harness.orchestrator.record import RunRequest
 from teamster.harness.orchestrator.runtime import Runtime, own_message
 from teamster.protocol import InvocationError
 from teamster.sdk import ChannelReader
@@ -30,22 +30,21 @@ OnPartial = Callable[[PartialEvent], Awaitable[None]]
 
 
 async def stream_assistant(
-    rt: Runtime,
-    provider: str,
-    model: str,
-    system_prompt: str,
-    messages: list[AgentMessage],
-    tools: list[FunctionSpec],
-    on_partial: OnPartial,
+    rt: Runtime, run: RunRequest, messages: list[AgentMessage], on_partial: OnPartial
 ) -> tuple[AssistantMessage, bool]:
     """The final assistant message (an error message when the provider failed) and whether a body streamed."""
     writer, reader = await rt.worker.create_channel()
     request = StreamRequest(
-        writer_ref=writer.ref, system_prompt=system_prompt, model=model, messages=messages, tools=tools
+        writer_ref=writer.ref,
+        system_prompt=run.system_prompt,
+        model=run.model,
+        messages=messages,
+        tools=run.function_schemas,
+        agent_id=run.agent_id,
     )
     call = asyncio.ensure_future(
         rt.call(
-            f"provider::{provider}::stream", request.model_dump(mode="json"), timeout=rt.settings.provider_timeout_s
+            f"provider::{run.provider}::stream", request.model_dump(mode="json"), timeout=rt.settings.provider_timeout_s
         )
     )
     outcome: dict[str, Any] = {"final": None, "streamed": False}
@@ -84,11 +83,11 @@ async def stream_assistant(
     try:
         await call
     except InvocationError as exc:
-        failure = f"provider {provider} failed: {exc.message}"
+        failure = f"provider {run.provider} failed: {exc.message}"
     final = outcome["final"]
     if final is None:
         text = failure or "provider channel closed without a final message"
-        final = own_message(text, "error", error_kind="transient", model=model, provider=provider)
+        final = own_message(text, "error", error_kind="transient", model=run.model, provider=run.provider)
     return final, bool(outcome["streamed"])
 
 

@@ -34,12 +34,13 @@ from teamster.harness.contracts import (
     UserMessage,
 )
 from teamster.harness.providers.stream import (
+    Credentials,
     EventWriter,
     ProviderError,
+    StreamFn,
     ToolNames,
     credential_secret,
     function_ids_in,
-    get_credential,
     provider_worker,
     replayable,
     result_text,
@@ -70,9 +71,23 @@ def create_worker(
     timeout: float = 600.0,
 ) -> Worker:
     """The `provider::<name>::stream` worker; `max_tokens` applies when a request gives no limit."""
+    stream = streamer(base_url, api_key, name=name, max_tokens=max_tokens, max_retries=max_retries, timeout=timeout)
+    return provider_worker(name, stream, description=f"{name} messages provider")
 
-    async def stream(req: StreamRequest, out: EventWriter, worker: Worker) -> None:
-        key, token = await _resolve_auth(worker, name, base_url, api_key)
+
+def streamer(
+    base_url: str | None = None,
+    api_key: str | None = None,
+    *,
+    name: str = "anthropic",
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_retries: int = 2,
+    timeout: float = 600.0,
+) -> StreamFn:
+    """The stream function alone, for callers without an engine."""
+
+    async def stream(req: StreamRequest, out: EventWriter, credentials: Credentials) -> None:
+        key, token = await _resolve_auth(credentials, name, base_url, api_key)
         names = ToolNames(function_ids_in(req))
         body: dict[str, Any] = {
             "model": req.model,
@@ -93,16 +108,16 @@ def create_worker(
             events = cast(AsyncStream[RawMessageStreamEvent], await client.messages.create(**body))
             await _pump(events, out, names)
 
-    return provider_worker(name, stream, description=f"{name} messages provider")
+    return stream
 
 
 async def _resolve_auth(
-    worker: Worker, provider: str, base_url: str | None, api_key: str | None
+    credentials: Credentials, provider: str, base_url: str | None, api_key: str | None
 ) -> tuple[str | None, str | None]:
     """(api_key, auth_token): an OAuth credential goes as a bearer token, everything else as a key."""
     if api_key:
         return api_key, None
-    credential = await get_credential(worker, provider)
+    credential = await credentials(provider)
     if credential is not None:
         secret = credential_secret(credential)
         return (None, secret) if getattr(credential, "type", None) == "oauth" else (secret, None)

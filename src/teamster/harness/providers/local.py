@@ -31,7 +31,15 @@ from teamster.harness.contracts import (
     TextBlock,
     UserMessage,
 )
-from teamster.harness.providers.stream import EventWriter, ProviderError, provider_worker, result_text, text_of
+from teamster.harness.providers.stream import (
+    Credentials,
+    EventWriter,
+    ProviderError,
+    StreamFn,
+    provider_worker,
+    result_text,
+    text_of,
+)
 from teamster.sdk import Worker
 
 NAME = "local"
@@ -59,6 +67,14 @@ def create_worker(
     model_path: str | None = None, *, n_ctx: int = 2048, max_tokens: int = 256, temperature: float = 0.2
 ) -> Worker:
     """The `provider::local::stream` worker; `model_path` overrides the bundled SmolLM2 GGUF."""
+    stream = streamer(model_path, n_ctx=n_ctx, max_tokens=max_tokens, temperature=temperature)
+    return provider_worker(NAME, stream, description="local GGUF model (llama-cpp-python)")
+
+
+def streamer(
+    model_path: str | None = None, *, n_ctx: int = 2048, max_tokens: int = 256, temperature: float = 0.2
+) -> StreamFn:
+    """The stream function alone, for callers without an engine; the model loads on first use."""
     loaded: dict[str, Any] = {}
     load_lock = asyncio.Lock()
     run_lock = threading.Lock()  # one generation at a time on the shared llama.cpp context
@@ -76,7 +92,7 @@ def create_worker(
                 loaded["llama"] = await asyncio.to_thread(llama_cpp.Llama, model_path=path, n_ctx=n_ctx, verbose=False)
             return loaded["llama"]
 
-    async def stream(req: StreamRequest, out: EventWriter, worker: Worker) -> None:
+    async def stream(req: StreamRequest, out: EventWriter, credentials: Credentials) -> None:
         llama = await load()
         messages = to_chat_messages(req)
         limit = req.max_output_tokens or max_tokens
@@ -131,7 +147,7 @@ def create_worker(
         out.update_usage(output=output)
         await out.finish("length" if finish == "length" else "end")
 
-    return provider_worker(NAME, stream, description="local GGUF model (llama-cpp-python)")
+    return stream
 
 
 def to_chat_messages(req: StreamRequest) -> list[dict[str, str]]:

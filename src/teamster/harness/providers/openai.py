@@ -33,12 +33,13 @@ from teamster.harness.contracts import (
     UserMessage,
 )
 from teamster.harness.providers.stream import (
+    Credentials,
     EventWriter,
     ProviderError,
+    StreamFn,
     ToolNames,
     credential_secret,
     function_ids_in,
-    get_credential,
     provider_worker,
     replayable,
     result_text,
@@ -64,13 +65,23 @@ def create_worker(
     max_retries: int = 2,
     timeout: float = 600.0,
 ) -> Worker:
-    """The `provider::<name>::stream` worker (name "openai" unless given: e.g. "ollama" for a second one).
+    """The `provider::<name>::stream` worker (name "openai" unless given: e.g. "ollama" for a second one)."""
+    stream = streamer(base_url, api_key, name=name, max_retries=max_retries, timeout=timeout)
+    return provider_worker(name, stream, description=f"{name} chat-completions provider")
 
-    `max_retries` is the SDK's own retry count for 408/429/5xx and connection errors.
-    """
 
-    async def stream(req: StreamRequest, out: EventWriter, worker: Worker) -> None:
-        key = api_key or await _resolve_key(worker, name, base_url)
+def streamer(
+    base_url: str | None = None,
+    api_key: str | None = None,
+    *,
+    name: str = "openai",
+    max_retries: int = 2,
+    timeout: float = 600.0,
+) -> StreamFn:
+    """The stream function alone, for callers without an engine; `max_retries` is the SDK's own retry count."""
+
+    async def stream(req: StreamRequest, out: EventWriter, credentials: Credentials) -> None:
+        key = api_key or await _resolve_key(credentials, name, base_url)
         names = ToolNames(function_ids_in(req))
         body: dict[str, Any] = {
             "model": req.model,
@@ -93,11 +104,11 @@ def create_worker(
             chunks = cast(AsyncStream[ChatCompletionChunk], await client.chat.completions.create(**body))
             await _pump(chunks, out, names)
 
-    return provider_worker(name, stream, description=f"{name} chat-completions provider")
+    return stream
 
 
-async def _resolve_key(worker: Worker, provider: str, base_url: str | None) -> str:
-    credential = await get_credential(worker, provider)
+async def _resolve_key(credentials: Credentials, provider: str, base_url: str | None) -> str:
+    credential = await credentials(provider)
     if credential is not None:
         return credential_secret(credential)
     if base_url is not None:

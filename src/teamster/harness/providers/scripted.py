@@ -3,7 +3,9 @@
 A script is a list of turns; turn *i* answers the *i*-th assistant turn of the conversation (the number of
 assistant messages already in `request.messages`). Scripts come from `create_worker(script=...)` (model
 `scripted`, or any model without a `scripted:` prefix) or from `provider::scripted::load {name, turns}`
-(model `scripted:<name>`).
+(model `scripted:<name>`). A *book* (`load {name, agents}`) scripts several agents at once: the request's
+`agent_id` picks the agent, and that agent's k-th conversation plays its k-th list of turns; past the end
+of a list, or for an agent the book does not name, it behaves like the test model.
 
 With no script it is a test model: it calls every offered tool once, with arguments built from the tool's
 JSON Schema; once the results are in it answers "Done: called N function(s)."; with no tools it answers
@@ -19,7 +21,7 @@ import json
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from teamster.harness.contracts import (
     AssistantMessage,
@@ -35,7 +37,15 @@ from teamster.harness.contracts import (
     Usage,
     UserMessage,
 )
-from teamster.harness.providers.stream import EventWriter, ProviderError, provider_worker, result_text, text_of
+from teamster.harness.providers.stream import (
+    Credentials,
+    EventWriter,
+    ProviderError,
+    StreamFn,
+    provider_worker,
+    result_text,
+    text_of,
+)
 from teamster.sdk import Worker
 
 NAME = "scripted"
@@ -72,8 +82,17 @@ class Turn(_Strict):
 
 
 class LoadRequest(BaseModel):  # lenient at the top: the engine may add keys such as `_caller_worker_id`
+    """Either `turns` (one conversation) or `agents` (a book: each agent's k-th conversation plays its k-th list)."""
+
     name: str = Field(min_length=1)
-    turns: list[Turn]
+    turns: list[Turn] | None = None
+    agents: dict[str, list[list[Turn]]] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> LoadRequest:
+        if (self.turns is None) == (self.agents is None):
+            raise ValueError("give exactly one of turns or agents")
+        return self
 
 
 class LoadResult(BaseModel):
@@ -82,39 +101,83 @@ class LoadResult(BaseModel):
     turns: int
 
 
+class Scripts:
+    """Named scripts and books; picks the turn that answers a request."""
+
+    def __init__(self, default: list[Turn] | None = None) -> None:
+        self.default = default
+        self._named: dict[str, LoadRequest] = {}
+        self._started: dict[tuple[str, str], int] = {}  # (book, agent) -> conversations started
+        self._current: dict[tuple[str, str, str], int] = {}  # (book, agent, opening) -> its conversation
+
+    def load(self, req: LoadRequest) -> LoadResult:
+        self._named[req.name] = req
+        for key in [k for k in self._started if k[0] == req.name]:
+            del self._started[key]
+        count = len(req.turns) if req.turns is not None else sum(map(len, (req.agents or {}).values()))
+        return LoadResult(name=req.name, model=MODEL_PREFIX + req.name, turns=count)
+
+    def turn(self, req: StreamRequest) -> Turn:
+        index = sum(isinstance(m, AssistantMessage) for m in req.messages)
+        if not req.model.startswith(MODEL_PREFIX):
+            return _nth(self.default, index, req)
+        name = req.model[len(MODEL_PREFIX) :]
+        script = self._named.get(name)
+        if script is None:
+            raise ProviderError(f"no script named {name!r}; load one with provider::scripted::load", "permanent")
+        if script.agents is None:
+            return _nth(script.turns, index, req)
+        agent = req.agent_id or ""
+        opening = _opening(req)
+        if index == 0:
+            k = self._started.get((name, agent), 0)
+            self._started[(name, agent)] = k + 1
+            self._current[(name, agent, opening)] = k
+        k = self._current.get((name, agent, opening), -1)
+        conversations = script.agents.get(agent, [])
+        turns = conversations[k] if 0 <= k < len(conversations) else []
+        return turns[index] if index < len(turns) else test_model_turn(req)
+
+
+def _nth(turns: list[Turn] | None, index: int, req: StreamRequest) -> Turn:
+    if turns is None:
+        return test_model_turn(req)
+    if index < len(turns):
+        return turns[index]
+    raise ProviderError(f"the script has {len(turns)} turn(s); this is assistant turn {index + 1}", "permanent")
+
+
+def _opening(req: StreamRequest) -> str:
+    """The first message's text: tells apart concurrent conversations of one agent."""
+    first = next((m for m in req.messages if isinstance(m, UserMessage)), None)
+    return text_of(first.content) if first is not None else ""
+
+
 def create_worker(script: list[Turn] | list[dict[str, Any]] | None = None) -> Worker:
     """The `provider::scripted::stream` worker; `script` answers model `scripted` (and unprefixed models)."""
-    default = [Turn.model_validate(t) for t in script] if script is not None else None
-    scripts: dict[str, list[Turn]] = {}
-
-    async def stream(req: StreamRequest, out: EventWriter, worker: Worker) -> None:
-        turns: list[Turn] | None
-        if req.model.startswith(MODEL_PREFIX):
-            name = req.model[len(MODEL_PREFIX) :]
-            if name not in scripts:
-                raise ProviderError(f"no script named {name!r}; load one with provider::scripted::load", "permanent")
-            turns = scripts[name]
-        else:
-            turns = default
-        index = sum(isinstance(m, AssistantMessage) for m in req.messages)
-        if turns is None:
-            turn = test_model_turn(req)
-        elif index < len(turns):
-            turn = turns[index]
-        else:
-            raise ProviderError(f"the script has {len(turns)} turn(s); this is assistant turn {index + 1}", "permanent")
-        await play(turn, index, req, out)
-
-    worker = provider_worker(NAME, stream, description="deterministic scripted model")
+    scripts = Scripts([Turn.model_validate(t) for t in script] if script is not None else None)
+    worker = provider_worker(NAME, streamer(scripts), description="deterministic scripted model")
 
     async def load(req: LoadRequest) -> LoadResult:
-        scripts[req.name] = req.turns
-        return LoadResult(name=req.name, model=MODEL_PREFIX + req.name, turns=len(req.turns))
+        return scripts.load(req)
 
     worker.register_function(
-        f"provider::{NAME}::load", load, description="Register a script, answered as model scripted:<name>"
+        f"provider::{NAME}::load",
+        load,
+        description="Load a script or a per-agent book, answered as scripted:<name>",
     )
     return worker
+
+
+def streamer(scripts: Scripts | None = None) -> StreamFn:
+    """The stream function alone, for callers without an engine."""
+    scripts = scripts or Scripts()
+
+    async def stream(req: StreamRequest, out: EventWriter, credentials: Credentials) -> None:
+        index = sum(isinstance(m, AssistantMessage) for m in req.messages)
+        await play(scripts.turn(req), index, req, out)
+
+    return stream
 
 
 async def play(turn: Turn, index: int, req: StreamRequest, out: EventWriter) -> None:

@@ -53,7 +53,8 @@ from teamster.sdk import Worker
 log = logging.getLogger("teamster.harness.providers")
 
 Sink = Callable[[str], Awaitable[None]]
-StreamFn = Callable[[StreamRequest, "EventWriter", Worker], Awaitable[None]]
+Credentials = Callable[[str], Awaitable[Any]]  # provider name -> Credential, or None when there is none
+StreamFn = Callable[[StreamRequest, "EventWriter", Credentials], Awaitable[None]]
 Status = Literal["done", "error", "aborted"]
 
 # How long the error path may spend writing the final frames to a channel nobody reads.
@@ -302,7 +303,7 @@ def _try_object(raw: str) -> dict[str, Any] | None:
 
 
 def provider_worker(name: str, stream_fn: StreamFn, *, description: str | None = None) -> Worker:
-    """A worker serving `provider::<name>::stream` with `stream_fn(request, events, worker)`.
+    """A worker serving `provider::<name>::stream` with `stream_fn(request, events, credentials)`.
 
     `stream_fn` feeds `events` and ends it with `events.finish(...)`; raising instead ends the stream
     with an `error` event whose `error_kind` comes from `classify_error`.
@@ -325,7 +326,7 @@ async def run_stream(worker: Worker, name: str, req: StreamRequest, stream_fn: S
     events = EventWriter(channel.send_text, provider=name, model=req.model)
     try:
         await events.start()
-        await stream_fn(req, events, worker)
+        await stream_fn(req, events, lambda provider: get_credential(worker, provider))
         if not events.finished:
             raise ProviderError("the provider ended without a final message", "transient")
     except asyncio.CancelledError:
