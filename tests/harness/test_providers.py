@@ -299,6 +299,31 @@ async def test_scripted_named_scripts(serve: Serve, caller: Worker) -> None:
     assert bad.value.code == "deserialization_error"
 
 
+async def test_scripted_book_answers_per_agent_and_per_call(serve: Serve, caller: Worker) -> None:
+    await serve(scripted.create_worker())
+    book = {"critic": [[{"text": "first review"}], [{"text": "second review"}, {"text": "follow-up"}]]}
+    loaded = await caller.trigger("provider::scripted::load", {"name": "team", "agents": book})
+    assert loaded == {"name": "team", "model": "scripted:team", "turns": 3}
+
+    async def ask(agent: str | None, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        got = await stream(caller, "scripted", {"model": "scripted:team", "messages": messages, "agent_id": agent})
+        return got.final
+
+    first = await ask("critic", [user("review A")])
+    assert first["content"] == [{"type": "text", "text": "first review"}]
+    second = await ask("critic", [user("review B")])
+    assert second["content"] == [{"type": "text", "text": "second review"}]
+    # the second conversation's next turn plays its second entry, found by the conversation's opening
+    follow = await ask("critic", [user("review B"), second, user("and?")])
+    assert follow["content"] == [{"type": "text", "text": "follow-up"}]
+    # past the book, and for agents it does not name: the test model
+    assert (await ask("critic", [user("review C")]))["content"] == [{"type": "text", "text": scripted.HELLO}]
+    assert (await ask("writer", [user("hi")]))["content"] == [{"type": "text", "text": scripted.HELLO}]
+    with pytest.raises(InvocationError) as both:
+        await caller.trigger("provider::scripted::load", {"name": "x", "turns": [], "agents": {}})
+    assert "exactly one of turns or agents" in both.value.message
+
+
 # ---- a fake HTTP API -------------------------------------------------------------------------
 
 

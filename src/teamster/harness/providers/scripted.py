@@ -114,7 +114,9 @@ class Scripts:
         self._named[req.name] = req
         for key in [k for k in self._started if k[0] == req.name]:
             del self._started[key]
-        count = len(req.turns) if req.turns is not None else sum(map(len, (req.agents or {}).values()))
+        count = (
+            len(req.turns) if req.turns is not None else sum(len(c) for cs in (req.agents or {}).values() for c in cs)
+        )
         return LoadResult(name=req.name, model=MODEL_PREFIX + req.name, turns=count)
 
     def turn(self, req: StreamRequest) -> Turn:
