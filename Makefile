@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/teamster engine
+	$(BIN)/teamster up
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

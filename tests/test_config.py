@@ -80,3 +80,44 @@ async def test_engine_without_a_socket_serves_in_process_workers(tmp_path: Path)
         async with worker.attach(engine):
             await worker.trigger("state::set", {"scope": "s", "key": "k", "value": 1})
             assert await worker.trigger("state::get", {"scope": "s", "key": "k"}) == 1
+
+
+def test_harness_block_then_the_profile_flag(tmp_path: Path) -> None:
+    assert load_config().harness.model_dump() == {
+        "profile": "thick",
+        "policy_pack": None,
+        "policy_file": None,
+        "approval_mode": "manual",
+        "catalog_files": [],
+    }
+    rules, prices = tmp_path / "rules.yaml", tmp_path / "prices.yaml"
+    rules.write_text("version: 1\nrules: []\n")
+    prices.write_text("models: []\n")
+    path = tmp_path / "teamster.yaml"
+    path.write_text(
+        f"harness:\n  profile: thin\n  policy_file: {rules}\n  approval_mode: auto\n  catalog_files: [{prices}]\n"
+    )
+    harness = load_config(path).harness
+    assert (harness.profile, harness.policy_file, harness.approval_mode) == ("thin", rules, "auto")
+    assert harness.catalog_files == [prices]
+    assert load_config(path, profile="thick").harness.profile == "thick"
+
+
+@pytest.mark.parametrize(
+    ("text", "flag", "message"),
+    [
+        ("harness: {profile: medium}\n", None, r"harness\.profile: Input should be 'thin' or 'thick'"),
+        ("harness: {approval_mode: never}\n", None, r"harness\.approval_mode"),
+        ("harness: {policy_pack: permissive, policy_file: teamster.yaml}\n", None, "not both"),
+        ("harness: {catalog_files: [missing.yaml]}\n", None, r"harness\.catalog_files\.0: Path does not point"),
+        ("storage: memory\n", "medium", "--profile: Input should be 'thin' or 'thick'"),
+    ],
+)
+def test_bad_harness_blocks_say_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, flag: str | None, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # relative files in the block are looked up from here
+    path = tmp_path / "teamster.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, profile=flag)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from teamster.engine.engine import Engine
-from teamster.harness.sessions import FORK_SUMMARY_THRESHOLD, create_worker
+from teamster.harness.sessions import COMPACTED_PREFIX, FORK_SUMMARY_THRESHOLD, create_worker
 from teamster.protocol import InvocationError
 from teamster.sdk import Worker
 from tests.conftest import Connect, expect_bad_input
@@ -234,8 +234,8 @@ async def test_compact_and_compactions(w: Worker) -> None:
     assert (found[0]["summary"], found[0]["tokens_before"], found[0]["tail_start_id"]) == ("first summary", 1200, a1)
     assert found[0]["details"] == {"read_files": ["a.py"], "modified_files": ["b.py"]}
     assert (found[1]["tokens_before"], found[1]["tail_start_id"]) == (0, None)
-    # Compaction entries sit on the path but are not messages.
-    assert [text for _, text in await history(w, sid)] == ["u1", "a1", "u2"]
+    # The view starts at the newest compaction that cuts: its summary, then its tail (a1 onward).
+    assert [text for _, text in await history(w, sid)] == [f"{COMPACTED_PREFIX}\n\nfirst summary", "a1", "u2"]
 
 
 async def test_export_html_escapes_everything(w: Worker) -> None:
@@ -289,6 +289,33 @@ async def test_list_counts_and_orders_sessions(w: Worker) -> None:
 
     page = await w.trigger("session-tree::list", {"order": "asc", "offset": 1, "limit": 1})
     assert ([r["session_id"] for r in page["sessions"]], page["total"]) == ([empty], 3)
+
+
+async def test_child_sessions_link_to_their_parent(w: Worker) -> None:
+    root = await new_session(w, "team")
+    first = (await w.trigger("session-tree::create", {"display_name": "a", "parent_session_id": root}))["session_id"]
+    await asyncio.sleep(0.01)
+    await w.trigger("session-tree::ensure", {"session_id": "child-b", "display_name": "b", "parent_session_id": root})
+    grandchild = (await w.trigger("session-tree::create", {"parent_session_id": first}))["session_id"]
+    await w.trigger("session-tree::ensure", {"session_id": "child-b", "parent_session_id": first})  # exists: kept
+
+    children = await w.trigger("session-tree::children", {"session_id": root})
+    assert [(s["session_id"], s["display_name"]) for s in children["sessions"]] == [(first, "a"), ("child-b", "b")]
+    assert children["total"] == 2
+    assert {s["parent_session_id"] for s in children["sessions"]} == {root}
+    nested = await w.trigger("session-tree::children", {"session_id": first})
+    assert [s["session_id"] for s in nested["sessions"]] == [grandchild]
+    assert await w.trigger("session-tree::children", {"session_id": grandchild}) == {"sessions": [], "total": 0}
+    assert (await meta(w, root)).get("parent_session_id") is None
+
+    for function_id, payload in (
+        ("session-tree::create", {"parent_session_id": "nowhere"}),
+        ("session-tree::ensure", {"session_id": "orphan", "parent_session_id": "nowhere"}),
+    ):
+        with pytest.raises(InvocationError) as caught:
+            await w.trigger(function_id, payload)
+        assert caught.value.code == "session_not_found"
+    assert await meta(w, "orphan") is None
 
 
 # ---- inbox -----------------------------------------------------------------------------------

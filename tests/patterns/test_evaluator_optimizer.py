@@ -112,3 +112,4 @@ async def test_cost_totals_are_the_sum_of_the_calls(run_events: RunEvents) -> No
     assert done.total_input_tokens == sum(e.input_tokens for e in ends)
     assert done.total_output_tokens == sum(e.output_tokens for e in ends)
     assert done.total_cost_usd == sum(e.cost_usd for e in ends)
+    assert ends[0].cost_usd == (2000 * 3.0 + 1000 * 15.0) / 1_000_000  # the test price of conftest

@@ -1,4 +1,4 @@
-"""The `teamster` command: run an engine, or run a worker module against one."""
+"""The `teamster` command: run an engine (alone or with a harness profile), or run a worker module against one."""
 
 from __future__ import annotations
 
@@ -75,7 +75,41 @@ def engine(
             data_dir=data_dir,
             storage=storage.value if storage is not None else None,
         )
-        run(_serve_engine(loaded))
+        run(_serve(loaded, []))
+    except (UserError, ConfigError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def up(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Config file (YAML) with a `harness:` block.")
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="Harness profile: thin or thick (default thick).")] = None,
+    ws_port: Annotated[int | None, typer.Option(help="Worker WebSocket port (0 picks a free one).")] = None,
+    http_port: Annotated[int | None, typer.Option(help="HTTP triggers port (0 picks a free one).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where sqlite storage and credentials are kept.")] = None,
+    storage: Annotated[StorageKind | None, typer.Option(help="Storage backend.")] = None,
+) -> None:
+    """Run the engine and a harness profile's workers in one process until SIGTERM or SIGINT."""
+    _setup_logging()
+    try:
+        loaded = load_config(
+            config,
+            ws_port=ws_port,
+            http_port=http_port,
+            data_dir=data_dir,
+            storage=storage.value if storage is not None else None,
+            profile=profile,
+        )
+        # Imported here: the harness pulls in the provider SDKs (seconds), which `engine` and `worker` never need.
+        from teamster.app.profiles import configured_workers
+
+        try:
+            workers = configured_workers(loaded)
+        except ValueError as exc:  # a policy pack or model catalog the harness cannot use
+            raise UserError(f"harness: {exc}") from None
+        run(_serve(loaded, workers))
     except (UserError, ConfigError) as exc:
         _fail(str(exc))
 
@@ -98,16 +132,22 @@ def main() -> None:
     app(prog_name="teamster")
 
 
-async def _serve_engine(config: EngineConfig) -> None:
+async def _serve(config: EngineConfig, workers: list[Worker]) -> None:
+    """The engine, with `workers` attached in-process (none for `teamster engine`), until a stop signal."""
     with stop_signals() as stopping:
         running = Engine(config)
         try:
             await running.start()
         except OSError as exc:
             raise UserError(_listen_error(exc)) from None
-        log.info("teamster engine ready  %s", "  ".join(_addresses(running)))
+        for attached in workers:
+            await attached.open_local(running)
+        what = f"up ({config.harness.profile} profile)" if workers else "engine"
+        log.info("teamster %s ready  %s", what, "  ".join(_addresses(running)))
         await stopping.wait()
-        log.info("teamster engine stopping")
+        log.info("teamster %s stopping", "up" if workers else "engine")
+        for attached in reversed(workers):
+            await attached.close()
         await running.stop()
 
 

@@ -11,7 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from teamster.harness import approval, budget, catalog, credentials, events, hooks, policy, sessions, skills, trigger
+from teamster.engine.config import EngineConfig
+from teamster.harness import (
+    approval,
+    budget,
+    catalog,
+    compaction,
+    credentials,
+    events,
+    hooks,
+    policy,
+    sessions,
+    skills,
+    trigger,
+)
 from teamster.harness.orchestrator import Settings
 from teamster.harness.orchestrator import create_worker as orchestrator
 from teamster.harness.providers import anthropic, local, openai, scripted
@@ -21,7 +34,7 @@ Profile = Literal["thin", "thick"]
 THIN = Settings(
     policy=False, approvals=False, budgets=False, hooks=False, compaction=False, skills=False, catalog=False
 )
-THICK = Settings(compaction=False)  # compaction joins once its worker exists
+THICK = Settings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,5 +68,19 @@ def harness_workers(profile: Profile, options: HarnessOptions | None = None) -> 
             approval.create_worker(options.approval_mode),
             budget.create_worker(),
             hooks.create_worker(),
+            compaction.create_worker(),
         ]
     return workers
+
+
+def configured_workers(config: EngineConfig) -> list[Worker]:
+    """The workers of the profile named in a config's `harness:` block, with its options."""
+    harness = config.harness
+    options = HarnessOptions(
+        data_dir=config.data_dir,
+        policy_file=harness.policy_file,
+        policy_pack=harness.policy_pack,
+        approval_mode=harness.approval_mode,
+        catalog_files=tuple(harness.catalog_files),
+    )
+    return harness_workers(harness.profile, options)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, model_validator
 
 DEFAULT_WS_PORT = 49134
 DEFAULT_HTTP_PORT = 3111
@@ -18,6 +18,7 @@ MANDATORY = ("iii-engine-functions", "iii-observability")
 DEFAULT_WORKERS = (
     "iii-worker-manager",
     *MANDATORY,
+    "iii-traces",
     "iii-state",
     "iii-stream",
     "iii-pubsub",
@@ -41,6 +42,24 @@ class WorkerEntry(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+class HarnessConfig(BaseModel):
+    """The `harness:` block: which profile `teamster up` runs, and its options. The engine itself never reads it."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)  # a --profile flag is checked like the file
+
+    profile: Literal["thin", "thick"] = "thick"
+    policy_pack: str | None = None  # a starter pack shipped with teamster: permissive, ask-all, read-only, no-network
+    policy_file: FilePath | None = None  # default: ./iii-permissions.yaml when present
+    approval_mode: Literal["manual", "auto", "full"] = "manual"
+    catalog_files: list[FilePath] = Field(default_factory=list)  # merged over the shipped model catalog
+
+    @model_validator(mode="after")
+    def _one_policy_source(self) -> HarnessConfig:
+        if self.policy_pack is not None and self.policy_file is not None:
+            raise ValueError("give policy_pack or policy_file, not both")
+        return self
+
+
 class EngineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -49,6 +68,7 @@ class EngineConfig(BaseModel):
     data_dir: Path = DEFAULT_DATA_DIR
     workers: list[WorkerEntry] = Field(default_factory=lambda: [WorkerEntry(name=n) for n in DEFAULT_WORKERS])
     modules: list[WorkerEntry] | None = None  # the older name for `workers`
+    harness: HarnessConfig = Field(default_factory=HarnessConfig)
 
     @model_validator(mode="after")
     def _merge_modules(self) -> EngineConfig:
@@ -91,6 +111,7 @@ def load_config(
     http_port: int | None = None,
     data_dir: Path | None = None,
     storage: str | None = None,
+    profile: str | None = None,
 ) -> EngineConfig:
     """Defaults, then the file, then the flags."""
     raw: dict[str, Any] = {}
@@ -118,6 +139,11 @@ def load_config(
         config.set_port("iii-worker-manager", ws_port)
     if http_port is not None:
         config.set_port("iii-http", http_port)
+    if profile is not None:
+        try:
+            config.harness.profile = profile  # type: ignore[assignment]  # validated on assignment
+        except ValidationError as exc:
+            raise ConfigError(f"--profile: {exc.errors()[0]['msg']}") from None
     return config
 
 

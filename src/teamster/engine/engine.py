@@ -8,7 +8,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -49,6 +49,9 @@ from teamster.protocol import (
 from teamster.protocol import errors as codes
 from teamster.storage import Storage, open_storage
 
+if TYPE_CHECKING:
+    from teamster.engine.modules.traces import Traces
+
 log = logging.getLogger("teamster.engine")
 
 WORKERS_REGISTER = "engine::workers::register"
@@ -85,7 +88,8 @@ class Engine:
         self.ports: dict[str, int] = {}  # listener name -> bound port, filled by the listening modules
         self.started_at = time.time()
         self.stopping = False
-        self.telemetry_frames: dict[str, int] = {}  # kept as counts until span storage lands
+        self.telemetry_frames: dict[str, int] = {}  # `OTLP`/`LOGS`/`MTRC` frames received, by kind
+        self.traces: Traces | None = None  # the iii-traces module while it runs: where spans go
         self._grace: dict[str, asyncio.TimerHandle] = {}
 
     @property
@@ -173,8 +177,10 @@ class Engine:
         )
 
     def ingest_telemetry(self, kind: str, payload: bytes) -> None:
-        """An `OTLP`/`LOGS`/`MTRC` frame from a worker: counted, then dropped."""
+        """An `OTLP`/`LOGS`/`MTRC` frame from a worker: counted; spans go on to iii-traces, the rest is dropped."""
         self.telemetry_frames[kind] = self.telemetry_frames.get(kind, 0) + 1
+        if kind == "OTLP" and self.traces is not None:
+            self.traces.ingest_otlp(payload)
 
     async def call(self, function_id: str, data: Any, *, namespace: str = "default", metadata: Any = None) -> Any:
         return await self.router.call(function_id, data, namespace=namespace, metadata=metadata)

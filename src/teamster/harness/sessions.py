@@ -12,6 +12,7 @@ import html
 import json
 import time
 import uuid
+import weakref
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -34,6 +35,7 @@ META_SCOPE = "session_tree_meta"
 INBOX_SCOPE = "session_inbox"
 FORK_SUMMARY_THRESHOLD = 50  # a fork of a longer path starts from one branch_summary entry
 SUMMARY_CHARS = 80
+COMPACTED_PREFIX = "The conversation before this point was compacted into this summary:"
 
 SESSION_NOT_FOUND = "session_not_found"
 ENTRY_NOT_FOUND = "entry_not_found"
@@ -103,6 +105,7 @@ class SessionMeta(Shape):
     session_id: str
     display_name: str | None = None
     cwd: str | None = None
+    parent_session_id: str | None = None  # set at creation: a child session (e.g. one agent of a team)
     created_at: int
     updated_at: int
     branch_count: int = 0
@@ -120,6 +123,7 @@ class SessionId(Shape):
 class NewSession(Shape):
     display_name: str | None = None
     cwd: str | None = None
+    parent_session_id: str | None = Field(default=None, min_length=1)
 
 
 class EnsureSession(SessionId, NewSession):
@@ -234,15 +238,15 @@ def create_worker() -> Worker:
 
     @worker.function("session-tree::create")
     async def create(req: NewSession) -> SessionRef:
-        """Create an empty session with a fresh id."""
+        """Create an empty session with a fresh id (a child of parent_session_id when given)."""
         session_id = str(uuid.uuid4())
-        await store.ensure(session_id, req.display_name, req.cwd)
+        await store.ensure(session_id, req.display_name, req.cwd, await store.parent(req.parent_session_id))
         return SessionRef(session_id=session_id)
 
     @worker.function("session-tree::ensure")
     async def ensure(req: EnsureSession) -> SessionRef:
-        """Create the session with this id unless it exists."""
-        await store.ensure(req.session_id, req.display_name, req.cwd)
+        """Create the session with this id unless it exists; an existing session keeps its parent."""
+        await store.ensure(req.session_id, req.display_name, req.cwd, await store.parent(req.parent_session_id))
         return SessionRef(session_id=req.session_id)
 
     @worker.function("session-tree::append")
@@ -261,11 +265,8 @@ def create_worker() -> Worker:
 
     @worker.function("session-tree::messages")
     async def messages(req: BranchRead) -> Messages:
-        """The messages on a branch, oldest first."""
-        path = active_path(await store.entries(req.session_id), req.branch_leaf)
-        return Messages(
-            messages=[PathMessage(entry_id=e.id, message=e.message) for e in path if isinstance(e, MessageEntry)]
-        )
+        """The messages on a branch as a model sees them, oldest first: compacted history is its summary."""
+        return Messages(messages=visible(active_path(await store.entries(req.session_id), req.branch_leaf)))
 
     @worker.function("session-tree::list")
     async def list_sessions(req: ListSessions) -> SessionList:
@@ -274,6 +275,13 @@ def create_worker() -> Worker:
         metas.sort(key=lambda m: (m.updated_at, m.created_at, m.session_id), reverse=req.order == "desc")
         end = None if req.limit is None else req.offset + req.limit
         return SessionList(sessions=metas[req.offset : end], total=len(metas))
+
+    @worker.function("session-tree::children")
+    async def children(req: SessionId) -> SessionList:
+        """The sessions created as children of this one, oldest first."""
+        found = [m for m in await store.metas() if m.parent_session_id == req.session_id]
+        found.sort(key=lambda m: (m.created_at, m.session_id))
+        return SessionList(sessions=found, total=len(found))
 
     @worker.function("session-tree::tree")
     async def tree(req: SessionId) -> dict[str, Any] | None:
@@ -358,6 +366,9 @@ class _Store:
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
+        # Appends to one session run one at a time: two writers (a turn and a compaction) picking the
+        # same leaf as parent would fork the session, hiding one of the two entries from the active path.
+        self._appending: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def entries(self, session_id: str) -> list[SessionEntry]:
         """Every entry, sorted by (timestamp, id): state::list returns values in no useful order."""
@@ -386,11 +397,25 @@ class _Store:
             raise InvocationError("STATE_UPDATE_ERROR", f"{scope}/{key}: {reply['errors']}")
         return reply.get("old_value")
 
-    async def ensure(self, session_id: str, display_name: str | None, cwd: str | None) -> None:
+    async def parent(self, session_id: str | None) -> str | None:
+        """`session_id` when it names an existing session (or is None); session_not_found otherwise."""
+        if session_id is not None and await self.meta(session_id) is None:
+            raise InvocationError(SESSION_NOT_FOUND, f"no parent session {session_id}")
+        return session_id
+
+    async def ensure(
+        self, session_id: str, display_name: str | None, cwd: str | None, parent: str | None = None
+    ) -> None:
         if await self.meta(session_id) is not None:
             return
         now = now_ms()
-        fields = {"session_id": session_id, "display_name": display_name, "cwd": cwd, "created_at": now}
+        fields = {
+            "session_id": session_id,
+            "display_name": display_name,
+            "cwd": cwd,
+            "parent_session_id": parent,
+            "created_at": now,
+        }
         # Merge and zero increments rather than a plain set: an append racing with this must keep its counts.
         await self.update(
             META_SCOPE,
@@ -405,6 +430,13 @@ class _Store:
         self, session_id: str, parent_id: str | None, bodies: list[dict[str, Any]], entry_ids: Sequence[str | None]
     ) -> list[str]:
         """Chain `bodies` under `parent_id` (default: the active leaf); ids that already exist are not rewritten."""
+        lock = self._appending.setdefault(session_id, asyncio.Lock())
+        async with lock:
+            return await self._append(session_id, parent_id, bodies, entry_ids)
+
+    async def _append(
+        self, session_id: str, parent_id: str | None, bodies: list[dict[str, Any]], entry_ids: Sequence[str | None]
+    ) -> list[str]:
         known = await self.entries(session_id)
         if not known:
             await self.ensure(session_id, None, None)
@@ -518,6 +550,27 @@ def build_tree(entries: list[SessionEntry]) -> dict[str, Any] | None:
         parent = nodes.get(e.parent_id) if e.parent_id is not None else None
         (roots if parent is None else parent["children"]).append(nodes[e.id])
     return roots[0] if roots else None
+
+
+def visible(path: list[SessionEntry]) -> list[PathMessage]:
+    """The path's messages, cut at its newest compaction: that summary, then the kept tail and all that followed.
+
+    A compaction cuts only when its tail_start_id names an entry earlier on the path; without one it is a
+    record, and dropping the messages before it would lose history the summary may not cover.
+    """
+    positions = {e.id: i for i, e in enumerate(path)}
+    for at in range(len(path) - 1, -1, -1):
+        entry = path[at]
+        if not isinstance(entry, CompactionEntry) or entry.tail_start_id is None:
+            continue
+        start = positions.get(entry.tail_start_id, at)
+        if start < at:
+            summary = UserMessage(content=f"{COMPACTED_PREFIX}\n\n{entry.summary}", timestamp=entry.timestamp)
+            return [
+                PathMessage(entry_id=entry.id, message=summary),
+                *(PathMessage(entry_id=e.id, message=e.message) for e in path[start:] if isinstance(e, MessageEntry)),
+            ]
+    return [PathMessage(entry_id=e.id, message=e.message) for e in path if isinstance(e, MessageEntry)]
 
 
 def remap(entries: list[SessionEntry]) -> list[SessionEntry]:

@@ -5,6 +5,7 @@ A pattern is `async def run(run: Run)` in `teamster.patterns.<name>`; it talks t
 """
 
 from teamster.patterns.agents import AgentCall, AgentError, AgentResult, Agents
+from teamster.patterns.engine import EngineAgents, EngineClient
 from teamster.patterns.events import EVENTS, AgentEvent
 from teamster.patterns.inproc import InprocAgents
 from teamster.patterns.registry import run_pattern
@@ -18,6 +19,8 @@ __all__ = [
     "AgentEvent",
     "AgentResult",
     "Agents",
+    "EngineAgents",
+    "EngineClient",
     "InprocAgents",
     "Options",
     "RunRequest",

@@ -78,6 +78,8 @@ class Agents(Protocol):
         """Run one agent call to its end; `on_step` sees each step as soon as it is complete."""
         ...
 
-    async def ask(self, request_id: str, agent: str, question: str, timeout_s: float) -> str | None:
-        """Wait for a human's answer; None when `timeout_s` passes first."""
+    async def ask(
+        self, request_id: str, agent: str, question: str, timeout_s: float, announce: Callable[[], None]
+    ) -> str | None:
+        """Open the request, `announce()` it (emit `input_request`), then wait; None when `timeout_s` passes."""
         ...

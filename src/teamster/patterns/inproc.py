@@ -7,7 +7,7 @@ orchestrator writes them (the record as JSON text), so the same script gives the
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from teamster.harness import credentials as credential_store
@@ -93,7 +93,11 @@ class InprocAgents:
                 break
         return result
 
-    async def ask(self, request_id: str, agent: str, question: str, timeout_s: float) -> str | None:
+    async def ask(
+        self, request_id: str, agent: str, question: str, timeout_s: float, announce: Callable[[], None]
+    ) -> str | None:
+        self.inputs.open(request_id)
+        announce()
         return await self.inputs.wait(request_id, timeout_s)
 
     async def _assistant(self, agent: str, request: StreamRequest) -> AssistantMessage:
@@ -115,14 +119,16 @@ async def _discard(frame: str) -> None:
 
 def _execute(tools: Mapping[str, Any], block: FunctionCallBlock) -> tuple[ToolUse, FunctionResultMessage]:
     tool = tools.get(block.function_id)
-    name = tool.name if tool is not None else block.function_id
+    # Error texts are worded as the orchestrator words them, so the model reads the same on both backends.
+    if tool is None:
+        text = f"No function named {block.function_id!r} is offered."
+        return ToolUse(block.function_id, block.arguments, text, is_error=True), _result(block, text, None, True)
     try:
-        if tool is None:
-            raise ToolError(f"No function named {block.function_id!r} is offered.")
         record = tool.execute(block.arguments)
     except ToolError as exc:
-        return ToolUse(name, block.arguments, str(exc), is_error=True), _result(block, str(exc), None, True)
-    return ToolUse(name, block.arguments, record), _result(block, json.dumps(record), record, False)
+        text = f"{block.function_id} failed: {exc}"
+        return ToolUse(tool.name, block.arguments, text, is_error=True), _result(block, text, None, True)
+    return ToolUse(tool.name, block.arguments, record), _result(block, json.dumps(record), record, False)
 
 
 def _result(block: FunctionCallBlock, text: str, details: Any, is_error: bool) -> FunctionResultMessage:

@@ -10,9 +10,14 @@ class Inputs:
     def __init__(self) -> None:
         self._pending: dict[str, asyncio.Future[str]] = {}
 
+    def open(self, request_id: str) -> None:
+        """Accept answers for `request_id` from now on, before anyone is told about it."""
+        self._pending.setdefault(request_id, asyncio.get_running_loop().create_future())
+
     async def wait(self, request_id: str, timeout_s: float) -> str | None:
         """The answer, or None when `timeout_s` passes first."""
-        future = self._pending.setdefault(request_id, asyncio.get_running_loop().create_future())
+        self.open(request_id)
+        future = self._pending[request_id]
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)
         except TimeoutError:

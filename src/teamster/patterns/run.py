@@ -82,8 +82,12 @@ class Run:
         tool_calls: Callable[[dict[str, Any]], str | None] | None = None,
         preview_of: Preview | None = None,
         completed: Callable[[AgentResult], bool] | None = None,
+        on_result: Callable[[AgentResult], None] | None = None,
     ) -> AgentResult:
-        """Run one agent call inside its events; `tool_calls`, when given, previews each call's arguments."""
+        """Run one agent call inside its events; `tool_calls`, when given, previews each call's arguments.
+
+        `on_result` runs after the last step and before `iteration_end`, for events the reference emits there.
+        """
         if start:
             self.emit(IterationStart(iteration=iteration, agent=call.agent))
         began = time.monotonic()
@@ -107,6 +111,8 @@ class Run:
             for step in result.steps:
                 for use in step.tool_uses:
                     self.emit(ToolCall(agent=call.agent, tool_name=use.name, preview=tool_calls(use.arguments)))
+        if on_result is not None:
+            on_result(result)
         self.emit(
             IterationEnd(
                 iteration=iteration,
@@ -125,8 +131,10 @@ class Run:
     async def ask(self, agent: str, question: str) -> str | None:
         """Ask the human; the answer, or None when the wait timed out."""
         request_id = uuid.uuid4().hex
-        self.emit(InputRequest(request_id=request_id, agent=agent, question=question))
-        answer = await self.agents.ask(request_id, agent, question, self.options.input_timeout_s)
+        event = InputRequest(request_id=request_id, agent=agent, question=question)
+        answer = await self.agents.ask(
+            request_id, agent, question, self.options.input_timeout_s, lambda: self.emit(event)
+        )
         self.emit(InputResolved(request_id=request_id, answer=answer or "", timed_out=answer is None))
         return answer
 

@@ -1,6 +1,7 @@
 """Worker client: register functions and triggers, call other functions through the engine."""
 
 from teamster.protocol import InvocationError
+from teamster.sdk import telemetry
 from teamster.sdk.channels import ChannelReader, ChannelWriter
 from teamster.sdk.transport import Backoff
 from teamster.sdk.worker import Enqueue, TriggerInfo, TriggerTypeHandler, Void, Worker
@@ -15,4 +16,5 @@ __all__ = [
     "TriggerTypeHandler",
     "Void",
     "Worker",
+    "telemetry",
 ]

@@ -21,6 +21,7 @@ from teamster.protocol import (
     encode,
 )
 from teamster.protocol import errors as codes
+from teamster.protocol.otlp import OTLP_FRAME_PREFIX, SpanRecord, encode_otlp
 
 if TYPE_CHECKING:
     from teamster.engine.connection import InprocConnection, LocalPeer
@@ -51,6 +52,10 @@ class Transport(Protocol):
 
     async def invoke(self, msg: InvokeFunction, timeout: float | None) -> Any: ...
 
+    async def export_spans(self, spans: list[SpanRecord]) -> bool:
+        """Hand finished spans to the engine; False when they could not go (they are then dropped)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -76,6 +81,14 @@ class LocalTransport:
             return await self.engine.router.invoke(self.conn, msg)
         async with asyncio.timeout(timeout):
             return await self.engine.router.invoke(self.conn, msg)
+
+    async def export_spans(self, spans: list[SpanRecord]) -> bool:
+        """Straight into the engine's span store: no frame, no encoding."""
+        traces = self.engine.traces
+        if traces is None:
+            return False
+        traces.add(spans)
+        return True
 
     async def close(self) -> None:
         if self.conn is not None:
@@ -154,6 +167,14 @@ class WsTransport:
         finally:
             if expects_reply:
                 self._pending.pop(msg.invocation_id, None)  # type: ignore[arg-type]
+
+    async def export_spans(self, spans: list[SpanRecord]) -> bool:
+        """One binary `OTLP` frame on this socket; the engine reads telemetry here as it does on `/otel`."""
+        ws = self._ws
+        if ws is None or ws.closed:
+            return False
+        await ws.send_frame(OTLP_FRAME_PREFIX + encode_otlp(spans), aiohttp.WSMsgType.BINARY)
+        return True
 
     def resolve(self, msg: InvocationResult) -> None:
         future = self._pending.get(msg.invocation_id)

@@ -35,6 +35,7 @@ from teamster.protocol import errors as codes
 from teamster.protocol.ids import new_id
 from teamster.sdk.channels import ChannelReader, ChannelWriter
 from teamster.sdk.handler import Handler
+from teamster.sdk.telemetry import Tracer, outgoing
 from teamster.sdk.transport import Backoff, LocalTransport, Transport, WsTransport
 
 if TYPE_CHECKING:
@@ -97,7 +98,9 @@ class Worker:
         description: str | None = None,
         timeout: float = 30.0,
         backoff: Backoff | None = None,
+        tracing: bool | None = None,
     ) -> None:
+        """`tracing` records a span per handler call (default: on unless env OTEL_ENABLED is false/0/no/off)."""
         if namespace is not None and not namespace.strip():
             raise ValueError("namespace must not be blank")
         self.name = name
@@ -114,6 +117,9 @@ class Worker:
         self._engine_url: str | None = None
         self._engine: Engine | None = None
         self._tasks: set[asyncio.Task[Any]] = set()  # handlers and provider calls this worker started
+        if tracing is None:
+            tracing = os.environ.get("OTEL_ENABLED", "").lower() not in ("false", "0", "no", "off")
+        self.tracer = Tracer(name, enabled=tracing)
 
     # ---- registration -------------------------------------------------------------------------
 
@@ -219,6 +225,7 @@ class Worker:
             wire_action = {"type": "enqueue", "queue": action.queue}
         if namespace is None:
             namespace = "default" if function_id.startswith("engine::") else self.namespace
+        traceparent, baggage = outgoing()
         msg = InvokeFunction(
             function_id=function_id,
             invocation_id=None if isinstance(action, Void) else new_id(),
@@ -226,6 +233,8 @@ class Worker:
             metadata=metadata,
             action=wire_action,
             namespace=namespace,
+            traceparent=traceparent,
+            baggage=baggage,
         )
         return await self._transport.invoke(msg, timeout)
 
@@ -265,6 +274,7 @@ class Worker:
         self._engine_url = url
         transport = WsTransport(url, self._on_message, self._on_open, self.backoff, self.timeout, headers)
         self._transport = transport
+        self.tracer.export = transport.export_spans
         await transport.open(wait)
 
     @asynccontextmanager
@@ -280,6 +290,8 @@ class Worker:
         transport = LocalTransport(engine)
         self._engine = engine
         self._transport = transport
+        # An engine without iii-traces takes no spans: skip buffering them at all.
+        self.tracer.export = transport.export_spans if engine.traces is not None else None
         await transport.open(self)
         await self._on_open()
 
@@ -287,6 +299,8 @@ class Worker:
         """Disconnect, then cancel the handler and provider tasks still running (this one excepted)."""
         transport, self._transport = self._transport, None
         if transport is not None:
+            await self.tracer.flush()  # the last spans ride the link before it goes
+            self.tracer.export = None
             await transport.close()
         current = asyncio.current_task()
         pending = [task for task in self._tasks if task is not current]
@@ -303,7 +317,7 @@ class Worker:
 
     async def execute(self, inv: Invocation) -> Any:
         """Run one of this worker's functions directly (in-process engine)."""
-        return await self._run(inv.function_id, inv.data, inv.metadata)
+        return await self._run(inv.function_id, inv.data, inv.metadata, inv.traceparent, inv.baggage)
 
     def detached(self) -> None:
         self.state = "disconnected"
@@ -344,7 +358,7 @@ class Worker:
 
     async def _serve(self, msg: InvokeFunction) -> None:
         try:
-            result = await self._run(msg.function_id, msg.data, msg.metadata)
+            result = await self._run(msg.function_id, msg.data, msg.metadata, msg.traceparent, msg.baggage)
             reply = InvocationResult(invocation_id=msg.invocation_id or "", function_id=msg.function_id, result=result)
         except InvocationError as exc:
             reply = InvocationResult(
@@ -358,23 +372,37 @@ class Worker:
             reply.result, reply.error = None, {"code": codes.SERIALIZATION_ERROR, "message": str(exc)}
             await self._send(reply)
 
-    async def _run(self, function_id: str, data: Any, metadata: Any) -> Any:
-        record = self._records.functions.get(function_id)
-        if record is None:
-            raise InvocationError(
-                codes.FUNCTION_NOT_FOUND, f"{function_id} is not served by worker {self.name}", function_id=function_id
-            )
+    async def _run(
+        self, function_id: str, data: Any, metadata: Any, traceparent: str | None, baggage: str | None
+    ) -> Any:
+        """Run a handler inside its span; the calls it makes carry the span's context."""
+        active, token = self.tracer.open(function_id, data, traceparent, baggage)
+        error: BaseException | None = None
         try:
+            record = self._records.functions.get(function_id)
+            if record is None:
+                raise InvocationError(
+                    codes.FUNCTION_NOT_FOUND,
+                    f"{function_id} is not served by worker {self.name}",
+                    function_id=function_id,
+                )
             return await record[1](data, metadata, function_id)
-        except InvocationError:
+        except InvocationError as exc:
+            error = exc
             raise
         except Exception as exc:
-            raise InvocationError(
+            error = InvocationError(
                 codes.INVOCATION_FAILED,
                 str(exc) or type(exc).__name__,
                 stacktrace=traceback.format_exc(),
                 function_id=function_id,
-            ) from exc
+            )
+            raise error from exc
+        except BaseException as exc:  # cancelled: the span still ends, marked as such
+            error = exc
+            raise
+        finally:
+            self.tracer.close(active, token, error)
 
     async def _provide(self, msg: RegisterTrigger | UnregisterTrigger) -> None:
         trigger_type = msg.trigger_type or ""

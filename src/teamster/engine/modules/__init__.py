@@ -14,6 +14,7 @@ def module_classes() -> dict[str, type[Module]]:
     from teamster.engine.modules.queue import QueueModule
     from teamster.engine.modules.state import State
     from teamster.engine.modules.stream import Streams
+    from teamster.engine.modules.traces import Traces
     from teamster.engine.modules.worker_manager import WorkerManager
 
     classes: list[type[Module]] = [
@@ -21,6 +22,7 @@ def module_classes() -> dict[str, type[Module]]:
         EngineFunctions,
         Http,
         Observability,
+        Traces,
         QueueModule,
         WorkerManager,
         State,

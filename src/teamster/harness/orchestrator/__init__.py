@@ -30,6 +30,7 @@ class RunStart(BaseModel):
     max_turns: int | None = Field(default=None, ge=1)
     system_prompt: str = ""
     functions: list[str] = Field(default_factory=list)
+    agent_trigger: bool = True  # off: the model is offered only `functions` (a pattern agent gets its tools alone)
     budget_id: str | None = None
     workspace_id: str | None = None
     agent_id: str | None = None
@@ -67,6 +68,7 @@ def create_worker(settings: Settings | None = None) -> Worker:
             mode=req.mode,
             system_prompt=req.system_prompt,
             functions=req.functions,
+            agent_trigger=req.agent_trigger,
             budget_id=req.budget_id,
             workspace_id=req.workspace_id,
             agent_id=req.agent_id,

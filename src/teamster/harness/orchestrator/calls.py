@@ -26,6 +26,8 @@ log = logging.getLogger("teamster.harness")
 
 BEFORE_TOPIC = "agent::before_function_call"
 AFTER_TOPIC = "agent::after_function_call"
+# Our own link to the engine broke: whether the call ran is unknown, so it is no result to record.
+LINK_LOST = "CONNECTION_LOST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +40,14 @@ ALLOW = Verdict("allow")
 PENDING = Verdict("pending")
 
 
-def plan(message: AssistantMessage, native: list[str]) -> list[PreparedCall]:
-    """Every function_call block of the message, in order: unwrapped from the meta-tool, or refused."""
+def plan(message: AssistantMessage, native: list[str], meta: bool = True) -> list[PreparedCall]:
+    """Every function_call block of the message, in order: unwrapped from the meta-tool (when offered), or refused."""
     prepared = []
     for block in message.content:
         if not isinstance(block, FunctionCallBlock):
             continue
-        if block.function_id == AGENT_TRIGGER:
+        via_meta = meta and block.function_id == AGENT_TRIGGER
+        if via_meta:
             target = block.arguments.get("function")
             payload = block.arguments.get("payload")
             call = Call(
@@ -52,9 +55,10 @@ def plan(message: AssistantMessage, native: list[str]) -> list[PreparedCall]:
             )
         else:
             call = Call(id=block.id, function_id=block.function_id, arguments=block.arguments)
-        if not call.function_id or (block.function_id != AGENT_TRIGGER and call.function_id not in native):
+        if not call.function_id or (not via_meta and call.function_id not in native):
             missing = {"error": "missing_function", "function": call.function_id or None}
-            text = f"No function named {call.function_id!r} is offered; call one through `{AGENT_TRIGGER}`."
+            hint = f"; call one through `{AGENT_TRIGGER}`" if meta else ""
+            text = f"No function named {call.function_id!r} is offered{hint}."
             prepared.append(PreparedCall(route="synthetic", call=call, result=result_of(call, text, missing, True)))
         else:
             prepared.append(PreparedCall(route="dispatch", call=call))
@@ -110,10 +114,15 @@ async def consult(rt: Runtime, session_id: str, call: Call) -> Verdict:
 
 
 async def execute(rt: Runtime, call: Call) -> FunctionResultMessage:
-    """Run the function and shape whatever comes back, error or not, as a function result."""
+    """Run the function and shape whatever comes back, error or not, as a function result.
+
+    A lost engine link is re-raised: the step is delivered again and finds the call `interrupted`.
+    """
     try:
         value = await rt.call(call.function_id, call.arguments)
     except InvocationError as exc:
+        if exc.code == LINK_LOST:
+            raise
         details: dict[str, Any]
         if exc.code == "function_not_found":
             details = {"error": "function_not_found", "function": call.function_id, "hint": _hint(call.function_id)}
@@ -127,6 +136,15 @@ async def execute(rt: Runtime, call: Call) -> FunctionResultMessage:
     if rt.settings.hooks:
         result = await _after_hook(rt, call, result)
     return result
+
+
+def interrupted(call: Call) -> FunctionResultMessage:
+    """The result of a call that was sent but never answered (the engine or this worker died meanwhile)."""
+    text = (
+        f"{call.function_id} was interrupted: it may or may not have completed, and it was not run again "
+        "(a call runs at most once)."
+    )
+    return result_of(call, text, {"error": "interrupted", "function": call.function_id}, True)
 
 
 def deny(

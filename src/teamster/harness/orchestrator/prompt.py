@@ -60,9 +60,9 @@ async def _skills(runtime: Runtime) -> list[str]:
     return parts
 
 
-async def function_specs(runtime: Runtime, function_ids: list[str]) -> list[FunctionSpec]:
-    """The meta-tool, plus each requested function as a native tool with its registered schema."""
-    specs = [agent_trigger_spec()]
+async def function_specs(runtime: Runtime, function_ids: list[str], meta: bool = True) -> list[FunctionSpec]:
+    """The meta-tool (unless `meta` is off), plus each requested function as a native tool with its schema."""
+    specs = [agent_trigger_spec()] if meta else []
     if function_ids:
         info: dict[str, Any] = await runtime.call("engine::functions::info", {"function_ids": function_ids})
         found = {row["function_id"]: row for row in info["functions"]}

@@ -45,6 +45,7 @@ class ExecutedCall(BaseModel):
 class Work(BaseModel):
     prepared: list[PreparedCall] = Field(default_factory=list)
     executed: dict[str, ExecutedCall] = Field(default_factory=dict)
+    started: list[str] = Field(default_factory=list)  # ids sent to their function; not in `executed` = interrupted
 
 
 class Pending(BaseModel):
@@ -93,6 +94,7 @@ class RunRequest(BaseModel):
     mode: Literal["plan", "ask", "agent"] | None = None
     system_prompt: str = ""
     functions: list[str] = Field(default_factory=list)  # ids the model may call as native tools
+    agent_trigger: bool = True  # offer the agent_trigger meta-tool; off: the model sees only `functions`
     function_schemas: list[FunctionSpec] = Field(default_factory=list)
     budget_id: str | None = None
     workspace_id: str | None = None

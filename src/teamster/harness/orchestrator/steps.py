@@ -81,7 +81,7 @@ class Steps:
         rt = self.rt
         request = await rt.request(rec.session_id)
         request.system_prompt = await prompt.system_prompt(rt, request)
-        request.function_schemas = await prompt.function_specs(rt, request.functions)
+        request.function_schemas = await prompt.function_specs(rt, request.functions, request.agent_trigger)
         if rt.settings.catalog:
             rec.model_meta = await rt.call("models::get", {"provider": request.provider, "model_id": request.model})
         await rt.save_request(rec.session_id, request)
@@ -141,7 +141,7 @@ class Steps:
             await self.end_turn(rec)
             await self.finish(rec)
             return
-        prepared = calls.plan(assistant, request.functions)
+        prepared = calls.plan(assistant, request.functions, request.agent_trigger)
         if prepared:
             rec.function_results = []
             rec.work = Work(prepared=prepared)
