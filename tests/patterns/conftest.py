@@ -92,9 +92,9 @@ async def run_inproc(
         events.append(event)
         if answer is not None and isinstance(event, InputRequest):
             reply = answer(event)
-            if reply is not None:
-                # the run starts waiting right after it emits input_request: the answer lands on the next loop turn
-                asyncio.get_running_loop().call_soon(agents.inputs.resolve, event.request_id, reply)
+            # the request is open before it is announced, so an answer given at once is taken
+            if reply is not None and not agents.inputs.resolve(event.request_id, reply):
+                raise AssertionError(f"input request {event.request_id} was announced before it was open")
 
     await run_pattern(req, agents, sink)
     return events
@@ -178,7 +178,6 @@ class PatternEngine:
         self.rules = rules
         self.catalog = catalog
         self.seen: dict[str, list[StreamRequest]] = {}
-        self._answers: dict[str, str] = {}  # request id -> the answer to give once the request is stored
         self.client = EngineClient()
         self.workers: list[Worker] = []
 
@@ -193,7 +192,7 @@ class PatternEngine:
         harness = [w for w in harness_workers("thick", options) if w.name != f"provider-{scripted.NAME}"]
         self.engine = Engine(engine_config("memory", self.data_dir))
         await self.engine.start()
-        self.workers = [*harness, recording_scripted(self.seen), patterns.create_worker(), self._answerer()]
+        self.workers = [*harness, recording_scripted(self.seen), patterns.create_worker()]
         for worker in [*self.workers, self.client.worker]:
             await worker.open_local(self.engine)
         return self
@@ -231,37 +230,26 @@ class PatternEngine:
         req.run_id = uuid.uuid4().hex
         agents = self.agents(model, run_id=req.run_id, budget_id=budget_id)
         events: list[Event] = []
+        answering: list[asyncio.Future[Any]] = []
 
         def sink(event: Event) -> None:
             events.append(event)
             if answer is not None and isinstance(event, InputRequest):
                 reply = answer(event)
-                if reply is not None:
-                    self._answers[event.request_id] = reply  # given by `_answerer` once the request is stored
+                if reply is not None:  # the request is stored before it is announced: answer at once, as a page would
+                    resolve = {"request_id": event.request_id, "answer": reply}
+                    answering.append(
+                        asyncio.ensure_future(self.client.worker.trigger("patterns::input::resolve", resolve))
+                    )
 
         try:
             await run_pattern(req, agents, sink)
         finally:
             asked = self.seen.pop(model, [])
+            await asyncio.gather(*answering)  # an answer refused (input_not_found) fails the test
         if seen is not None:
             seen.extend(asked)
         return events
-
-    def _answerer(self) -> Worker:
-        """Answers through `patterns::input::resolve` as a person would: once the request is stored.
-
-        The run emits `input_request` before it stores the request, so the answer waits for the store.
-        """
-        worker = Worker("test-answerer")
-
-        async def stored(event: dict[str, Any]) -> None:
-            reply = self._answers.pop(str(event["key"]), None)
-            if reply is not None:
-                await worker.trigger("patterns::input::resolve", {"request_id": event["key"], "answer": reply})
-
-        worker.register_function("test::answer_stored_input", stored)
-        worker.register_trigger("state", "test::answer_stored_input", {"scope": patterns.INPUTS})
-        return worker
 
 
 class EngineThread:
