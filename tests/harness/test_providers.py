@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import re
 import socket
 import sys
 import time
@@ -163,10 +164,12 @@ async def test_scripted_function_calls(serve: Serve, caller: Worker) -> None:
     ]
     assert "".join(got.deltas("functioncall_delta")[:3]) == first_args
     assert got.events[-2]["stop_reason"] == "function_call"
+    generated = got.final["content"][2]["id"]
     assert got.final["content"][1:] == [
         {"type": "function_call", "id": "c1", "function_id": "billing::charge", "arguments": calls[0]["arguments"]},
-        {"type": "function_call", "id": "call_0_1", "function_id": "audit::log", "arguments": {"line": "charged"}},
+        {"type": "function_call", "id": generated, "function_id": "audit::log", "arguments": {"line": "charged"}},
     ]
+    assert re.fullmatch(r"call_0_1_[0-9a-f]{8}", generated)  # unique per call, like a real provider's ids
 
 
 class Address(BaseModel):

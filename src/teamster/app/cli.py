@@ -6,6 +6,7 @@ import errno
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -102,13 +103,19 @@ def up(
             storage=storage.value if storage is not None else None,
             profile=profile,
         )
+        token = os.environ.get("TEAMSTER_TOKEN") or None
+        _require_token_off_loopback(loaded, token)
         # Imported here: the harness pulls in the provider SDKs (seconds), which `engine` and `worker` never need.
         from teamster.app.profiles import configured_workers
+        from teamster.app.worker import create_worker as app_worker
+        from teamster.patterns.functions import create_worker as patterns_worker
 
         try:
             workers = configured_workers(loaded)
         except ValueError as exc:  # a policy pack or model catalog the harness cannot use
             raise UserError(f"harness: {exc}") from None
+        # The app goes last: it is closed first, while the harness its runs use is still there.
+        workers += [patterns_worker(), app_worker(profile=loaded.harness.profile, token=token)]
         run(_serve(loaded, workers))
     except (UserError, ConfigError) as exc:
         _fail(str(exc))
@@ -144,6 +151,11 @@ async def _serve(config: EngineConfig, workers: list[Worker]) -> None:
             await attached.open_local(running)
         what = f"up ({config.harness.profile} profile)" if workers else "engine"
         log.info("teamster %s ready  %s", what, "  ".join(_addresses(running)))
+        if workers and "http" in running.ports:
+            url = f"http://{_host(running, 'iii-http')}:{running.ports['http']}/"
+            Console(stderr=True).print(
+                f"teamster is up: open [bold]{url}[/bold] (playground and run API)", highlight=False
+            )
         await stopping.wait()
         log.info("teamster %s stopping", "up" if workers else "engine")
         for attached in reversed(workers):
@@ -218,6 +230,23 @@ def _host(running: Engine, module_name: str) -> str:
     module = next(m for m in running.modules if m.name == module_name)
     host = str(getattr(module.config, "host", "127.0.0.1"))
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # a wildcard bind is reachable on loopback
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _require_token_off_loopback(config: EngineConfig, token: str | None) -> None:
+    """Without a token, the run API (which spends on API keys) must not be reachable from other machines."""
+    if token:
+        return
+    for name in ("iii-http", "iii-worker-manager"):
+        entry = config.worker(name)
+        host = str(entry.config.get("host", "127.0.0.1")) if entry is not None else "127.0.0.1"
+        if host not in LOOPBACK:
+            raise UserError(
+                f"{name} listens on {host}, beyond this machine, and TEAMSTER_TOKEN is not set: "
+                "set TEAMSTER_TOKEN to a secret, or listen on 127.0.0.1"
+            )
 
 
 def _listen_error(exc: OSError) -> str:

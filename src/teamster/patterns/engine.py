@@ -31,13 +31,14 @@ from pydantic import TypeAdapter
 from teamster.harness.contracts import AssistantMessage, FunctionCallBlock, FunctionResultMessage, TextBlock
 from teamster.harness.providers.stream import result_text
 from teamster.patterns.agents import AgentCall, AgentError, AgentResult, OnStep, Step, ToolUse
+from teamster.patterns.events import ApprovalRequest
 from teamster.patterns.functions import INPUTS, InputClose, InputRecord, close_input, now_ms
 from teamster.protocol import InvocationError
 from teamster.sdk import Worker
 
 EVENTS = "agent::events"
 RESYNC_S = 30.0  # a wake-up lost on the way (a reconnecting client) delays a call by at most this much
-WAKING = frozenset({"turn_end", "agent_end"})  # the events a waiting call has to act on
+WAKING = frozenset({"turn_end", "agent_end", "approval_requested"})  # the events a waiting call acts on
 _RESULTS: TypeAdapter[list[FunctionResultMessage]] = TypeAdapter(list[FunctionResultMessage])
 
 
@@ -106,6 +107,7 @@ class EngineAgents:
         session_id: str | None = None,
         budget_id: str | None = None,
         workspace_id: str | None = None,
+        approval_mode: str | None = None,
     ) -> None:
         self.client = client
         self.worker = client.worker
@@ -115,6 +117,8 @@ class EngineAgents:
         self.session_id = session_id or str(uuid.uuid4())  # the root session; agent calls are its children
         self.budget_id = budget_id
         self.workspace_id = workspace_id
+        self.approval_mode = approval_mode  # set on every agent session; None: the engine's default
+        self.on_approval: Callable[[ApprovalRequest], None] | None = None  # a call is waiting for a person
         self._rooted = asyncio.Lock()
         self._root_ready = False
 
@@ -125,6 +129,8 @@ class EngineAgents:
             call.agent, "session-tree::create", {"display_name": call.agent, "parent_session_id": self.session_id}
         )
         session_id = str(child["session_id"])
+        if self.approval_mode is not None:
+            await self._set_mode(call.agent, session_id, self.approval_mode)
         with self.client.watch(session_id) as woken:
             try:
                 await self._start(call, session_id)
@@ -169,6 +175,14 @@ class EngineAgents:
                 await self._call(agent, "session-tree::ensure", {"session_id": self.session_id, "display_name": name})
                 self._root_ready = True
 
+    async def _set_mode(self, agent: str, session_id: str, mode: str) -> None:
+        try:
+            await self.worker.trigger("approval::set_mode", {"session_id": session_id, "mode": mode})
+        except InvocationError as exc:
+            # With no approval worker (the thin profile) nothing is gated: "full" holds already.
+            if exc.code != "function_not_found" or mode != "full":
+                raise AgentError(f"{agent}: approval mode {mode!r} needs the approval worker: {exc.message}") from exc
+
     async def _start(self, call: AgentCall, session_id: str) -> None:
         payload: dict[str, Any] = {
             "session_id": session_id,
@@ -210,6 +224,16 @@ class EngineAgents:
                         result.input_tokens += message.usage.input
                         result.output_tokens += message.usage.output
                     on_step(step)
+                elif kind == "approval_requested" and self.on_approval is not None:
+                    self.on_approval(
+                        ApprovalRequest(
+                            call_id=event["function_call_id"],
+                            session_id=session_id,
+                            agent=agent,
+                            function_id=event["function_id"],
+                            arguments=event.get("args") or {},
+                        )
+                    )
                 elif kind == "message_complete":
                     failure = _failure(event["message"]) or failure
                 elif kind == "turn_state_changed" and event["new_value"].get("state") == "failed":

@@ -111,6 +111,24 @@ class InputResolved(Event):
     timed_out: bool = False
 
 
+class ApprovalRequest(Event):
+    """An engine-run agent's tool call waits for a person (the harness parked it)."""
+
+    type: Literal["approval_request"] = "approval_request"
+    call_id: str
+    session_id: str
+    agent: str
+    function_id: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApprovalResolved(Event):
+    type: Literal["approval_resolved"] = "approval_resolved"
+    call_id: str
+    decision: Literal["allow", "deny"]
+    reason: str | None = None
+
+
 class AgentSpawn(Event):
     type: Literal["agent_spawn"] = "agent_spawn"
     id: str
@@ -324,6 +342,8 @@ AgentEvent = Annotated[
     | AgentPlan
     | InputRequest
     | InputResolved
+    | ApprovalRequest
+    | ApprovalResolved
     | AgentSpawn
     | Critique
     | BlackboardUpdate

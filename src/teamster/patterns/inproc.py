@@ -22,7 +22,7 @@ from teamster.harness.contracts import (
     UserMessage,
 )
 from teamster.harness.providers import anthropic, local, openai, scripted
-from teamster.harness.providers.stream import EventWriter, StreamFn, classify_error
+from teamster.harness.providers.stream import Credentials, EventWriter, StreamFn, classify_error
 from teamster.patterns.agents import AgentCall, AgentError, AgentResult, OnStep, Step, ToolUse
 from teamster.patterns.inputs import Inputs
 from teamster.patterns.tools import ToolError
@@ -53,6 +53,7 @@ class InprocAgents:
         *,
         streams: Mapping[str, StreamFn] | None = None,
         inputs: Inputs | None = None,
+        credentials: Credentials = env_credentials,
     ) -> None:
         streams = streams if streams is not None else default_streams()
         if provider not in streams:
@@ -60,6 +61,7 @@ class InprocAgents:
         self.provider = provider
         self.model = model
         self.inputs = inputs or Inputs()
+        self.credentials = credentials
         self._stream = streams[provider]
 
     async def run(self, call: AgentCall, on_step: OnStep) -> AgentResult:
@@ -104,7 +106,7 @@ class InprocAgents:
         out = EventWriter(_discard, provider=self.provider, model=self.model)
         try:
             await out.start()
-            await self._stream(request, out, env_credentials)
+            await self._stream(request, out, self.credentials)
         except Exception as exc:
             _, message = classify_error(exc)
             raise AgentError(f"{agent}: {self.provider}: {message}") from exc

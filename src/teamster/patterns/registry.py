@@ -24,7 +24,12 @@ def pattern(name: str) -> Pattern:
 
 async def run_pattern(request: RunRequest, agents: Agents, sink: Sink) -> Run:
     """Run `request.pattern`; whatever happens, exactly one `workflow_complete` or `workflow_error` is emitted."""
-    run = Run(request, agents, sink)
+    return await drive(Run(request, agents, sink))
+
+
+async def drive(run: Run) -> Run:
+    """Run a prepared `Run` to its one terminal event (for callers that emit into the run themselves)."""
+    request = run.request
     try:
         await pattern(request.pattern)(run)
         if not run.finished:

@@ -46,6 +46,7 @@ class Options(BaseModel):
     samples: int = Field(default=4, ge=1, le=16)  # self-consistency
     swarm_size: int = Field(default=4, ge=1, le=16)
     swarm_rounds: int = Field(default=3, ge=1, le=10)
+    max_turns: int | None = Field(default=None, ge=1, le=50)  # caps every agent call's model steps
     input_timeout_s: float = Field(default=300, gt=0, le=86_400)  # a human's answer to requestUserInput
 
 

@@ -6,6 +6,7 @@ optional `tool_call`s, then `iteration_end` with the call's usage and cost summe
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -88,6 +89,8 @@ class Run:
 
         `on_result` runs after the last step and before `iteration_end`, for events the reference emits there.
         """
+        if self.options.max_turns is not None and call.max_steps > self.options.max_turns:
+            call = dataclasses.replace(call, max_steps=self.options.max_turns)
         if start:
             self.emit(IterationStart(iteration=iteration, agent=call.agent))
         began = time.monotonic()

@@ -19,6 +19,7 @@ import asyncio
 import copy
 import json
 import math
+import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -199,7 +200,8 @@ async def play(turn: Turn, index: int, req: StreamRequest, out: EventWriter) -> 
         await out.end_block()
         reply_chars += len(turn.text)
     for n, call in enumerate(turn.function_calls):
-        await out.function_call_start(call.id or f"call_{index}_{n}", call.function_id)
+        # Unique like a real provider's ids: a run's agents share one approval list keyed by call id.
+        await out.function_call_start(call.id or f"call_{index}_{n}_{uuid.uuid4().hex[:8]}", call.function_id)
         encoded = json.dumps(call.arguments)
         for piece in _chunks(encoded, turn.chunk_size):
             await out.function_call_delta(piece)

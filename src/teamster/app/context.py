@@ -1,0 +1,22 @@
+"""What every route handler of the `app` worker shares."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from teamster.app.http import Auth
+from teamster.app.runs import RunManager
+from teamster.sdk import Worker
+
+KEEPALIVE_S = 15.0
+
+
+@dataclass(slots=True)
+class App:
+    worker: Worker
+    runs: RunManager
+    auth: Auth
+    profile: str = "thick"
+    keepalive_s: float = KEEPALIVE_S
+    started: float = field(default_factory=time.monotonic)

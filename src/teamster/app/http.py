@@ -1,0 +1,179 @@
+"""Routes of the run API as `http` triggers: decoding a request once, bearer auth, errors, SSE.
+
+Each `Route` is one function `app::<name>` bound to one method and path. The engine hands the function
+the request (`path_params`, `query_params`, `headers`, `body`, and the response channel); `serve`
+checks the token, validates the query and body against the route's models, runs the handler and
+shapes what it returns — a model, a `Reply`, or `STREAMED` when the handler wrote the response
+channel itself (SSE).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from teamster.app.errors import ApiError
+from teamster.protocol import InvocationError
+from teamster.sdk import Worker
+
+log = logging.getLogger("teamster.app")
+
+SSE_HEADERS = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache, no-transform",
+    "connection": "keep-alive",
+    "x-accel-buffering": "no",
+}
+STREAMED = object()  # a handler's return: the response went out on the channel
+
+
+@dataclass(slots=True)
+class Request:
+    params: dict[str, str]
+    query: Any
+    body: Any
+    headers: dict[str, str]
+    response: dict[str, Any] | None  # the response channel's writer ref
+
+    def accepts_sse(self) -> bool:
+        return "text/event-stream" in self.headers.get("accept", "")
+
+
+@dataclass(slots=True)
+class Reply:
+    body: Any
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str  # engine syntax: `runs/:run_id/events`
+    name: str  # the function is `app::<name>`
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    reply: type[BaseModel] | None = None
+    status: int = 200
+    public: bool = False  # served without the token: health and the playground's static files
+    media: str = "application/json"
+    streams: bool = False  # may answer with Server-Sent Events
+
+    @property
+    def function_id(self) -> str:
+        return f"app::{self.name}"
+
+
+class Auth:
+    """The bearer token every non-public route needs, when one is configured."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+
+    def check(self, headers: dict[str, str], body_token: Any = None) -> None:
+        if not self.token:
+            return
+        given = headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        candidate = value.strip() if scheme.lower() == "bearer" else body_token
+        if not isinstance(candidate, str) or not hmac.compare_digest(candidate.encode(), self.token.encode()):
+            why = "missing bearer token" if not given and body_token is None else "wrong token"
+            raise ApiError(401, "unauthorized", f"unauthorized: {why}; send Authorization: Bearer <TEAMSTER_TOKEN>")
+
+
+def bind(worker: Worker, routes: list[Route], auth: Auth) -> None:
+    """Register each route's function and its `http` trigger on `worker`."""
+    for route in routes:
+
+        async def handler(event: Any, route: Route = route) -> Any:
+            return await serve(route, auth, event)
+
+        worker.register_function(route.function_id, handler, description=route.summary)
+        worker.register_trigger("http", route.function_id, {"api_path": route.path, "http_method": route.method})
+
+
+async def serve(route: Route, auth: Auth, event: Any) -> Any:
+    """One request through `route`: the HTTP response envelope, or None when the handler streamed it."""
+    if not isinstance(event, dict):
+        return _error(ApiError.invalid("request: an HTTP request event was expected"))
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    raw_body = event.get("body")
+    try:
+        if not route.public:
+            auth.check(headers, raw_body.get("auth_token") if isinstance(raw_body, dict) else None)
+        request = Request(
+            params=dict(event.get("path_params") or {}),
+            query=_parse(route.query, event.get("query_params") or {}, "query"),
+            body=_parse(route.body, raw_body, "body"),
+            headers=headers,
+            response=event.get("response"),
+        )
+        result = await route.handler(request)
+    except ApiError as exc:
+        return _error(exc)
+    except InvocationError as exc:
+        if exc.code == "function_not_found":
+            return _error(ApiError(503, "unavailable", f"a worker this route needs is not running: {exc.message}"))
+        log.warning("%s %s: %s: %s", route.method, route.path, exc.code, exc.message)
+        return _error(ApiError(502, exc.code, exc.message))
+    if result is STREAMED:
+        return None
+    reply = result if isinstance(result, Reply) else Reply(result, route.status)
+    body = reply.body.model_dump(mode="json") if isinstance(reply.body, BaseModel) else reply.body
+    return {"status_code": reply.status, "headers": {"content-type": route.media, **reply.headers}, "body": body}
+
+
+def _parse(model: type[BaseModel] | None, raw: Any, where: str) -> Any:
+    if model is None:
+        return raw
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ApiError.invalid(f"{where}: a JSON object is required (send Content-Type: application/json)")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ApiError.from_validation(exc, where) from None
+
+
+def _error(exc: ApiError) -> dict[str, Any]:
+    return {
+        "status_code": exc.status,
+        "headers": {"content-type": "application/json"},
+        "body": {"error": exc.message, "code": exc.code},
+    }
+
+
+async def stream_sse(worker: Worker, request: Request, frames: AsyncIterator[bytes]) -> object:
+    """Send `frames` as a Server-Sent Events response on the request's channel; returns `STREAMED`."""
+    if request.response is None:
+        raise ApiError.invalid("accept: this request cannot be streamed")
+    writer = worker.channel_writer(request.response)
+    try:
+        await writer.send_text(json.dumps({"type": "set_status", "status_code": 200}))
+        await writer.send_text(json.dumps({"type": "set_headers", "headers": SSE_HEADERS}))
+        await writer.write(b": connected\n\n")  # the head goes out now, before the first event
+        async for frame in frames:
+            await writer.write(frame)
+    finally:
+        await writer.close()
+    return STREAMED
+
+
+def sse_frame(event: dict[str, Any] | None) -> bytes:
+    """An event as `id:` + `data:` lines, or a keep-alive comment for None."""
+    if event is None:
+        return b": keepalive\n\n"
+    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {event['seq']}\ndata: {data}\n\n".encode()
