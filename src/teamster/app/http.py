@@ -166,6 +166,8 @@ async def stream_sse(worker: Worker, request: Request, frames: AsyncIterator[byt
         await writer.write(b": connected\n\n")  # the head goes out now, before the first event
         async for frame in frames:
             await writer.write(frame)
+    except ConnectionResetError:
+        log.debug("SSE client left %s", request.params)  # the reader is gone: stop following the run
     finally:
         await writer.close()
     return STREAMED

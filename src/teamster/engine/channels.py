@@ -27,11 +27,14 @@ class Channel:
     created_at: float = field(default_factory=time.monotonic)
     writer_taken: bool = False
     reader_taken: bool = False
+    reader_gone: bool = False  # e.g. an HTTP client left mid-stream: the writer should stop
 
     def ref(self, direction: str) -> dict[str, Any]:
         return {"channel_id": self.id, "access_key": self.access_key, "direction": direction}
 
     async def put(self, frame: Frame) -> None:
+        if self.reader_gone:
+            raise ConnectionResetError("the channel's reader has gone")
         await self.queue.put(frame)
 
     async def close_writer(self) -> None:

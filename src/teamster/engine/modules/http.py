@@ -321,6 +321,7 @@ class Exchange:
         if self._reading is not None:
             self._reading.cancel()
         if self.response.writer_taken and not self._state.closed:
+            self.response.reader_gone = True  # the function's next write fails, so an endless stream ends
             self._spawn(_discard(self.response))
         self.engine.channels.delete(self.request_body.id)
         self.engine.channels.delete(self.response.id)
