@@ -248,6 +248,8 @@ class RunManager:
     async def close(self) -> None:
         """Stop every live run (each ends with `workflow_error`) and store it as interrupted."""
         for live in list(self.live.values()):
+            if live.run is not None:
+                live.run.fail(STOPPED)  # the terminal event says why; the cancel's own "run aborted" is then moot
             if live.task is not None:
                 live.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
