@@ -1,49 +1,6 @@
-"""Echo servers with no teamster code, to show this machine's floor: `python bench/floor_echo.py raw|ws PORT`."""
+"""Echo servers with no teamster code: `python bench/floor_echo.py raw|ws PORT` (code: `teamster.bench.floor_echo`)."""
 
-from __future__ import annotations
-
-import asyncio
-import contextlib
-import sys
-
-from aiohttp import web
-
-try:
-    import uvloop
-except ImportError:  # pragma: no cover
-    uvloop = None
-
-
-async def raw_echo(port: int) -> None:
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            writer.write(data)
-
-    server = await asyncio.start_server(echo, "127.0.0.1", port)
-    print("ready", flush=True)
-    await server.serve_forever()
-
-
-async def ws_echo(port: int) -> None:
-    async def echo(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=False)
-        await ws.prepare(request)
-        async for msg in ws:
-            await ws.send_str(msg.data)
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/", echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    print("ready", flush=True)
-    await asyncio.Event().wait()
-
+from teamster.bench.floor_echo import main
 
 if __name__ == "__main__":
-    if uvloop is not None:
-        uvloop.install()
-    mode, port = sys.argv[1], int(sys.argv[2])
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(raw_echo(port) if mode == "raw" else ws_echo(port))
+    main()

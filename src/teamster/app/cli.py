@@ -1,4 +1,8 @@
-"""The `teamster` command: run an engine (alone or with a harness profile), or run a worker module against one."""
+"""The `teamster` command: serve (`up`, `engine`, `worker`), run patterns, and manage what a server holds.
+
+This module is the root: it defines the serving commands and registers the others, one module each
+under `teamster.app.commands`.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,15 @@ import sys
 from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.text import Text
 
 from teamster import __version__
+from teamster.app.commands import approvals, bench, budget, policy, runs, sessions
+from teamster.app.commands.run import run_command
+from teamster.app.output import UserError, fail
 from teamster.app.run import run, stop_signals
 from teamster.engine.config import ConfigError, EngineConfig, load_config
 from teamster.engine.engine import Engine
@@ -32,10 +38,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # a crash report must not print config values or tokens
 )
 WORKER_CONNECT_WAIT_S = 10.0
-
-
-class UserError(Exception):
-    """A mistake the user can fix: reported as one red line, exit status 2."""
 
 
 class StorageKind(StrEnum):
@@ -78,7 +80,7 @@ def engine(
         )
         run(_serve(loaded, []))
     except (UserError, ConfigError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command()
@@ -118,7 +120,7 @@ def up(
         workers += [patterns_worker(), app_worker(profile=loaded.harness.profile, token=token)]
         run(_serve(loaded, workers))
     except (UserError, ConfigError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command()
@@ -131,7 +133,16 @@ def worker(
     try:
         run(_serve_worker(_load_worker(module), engine_url))
     except UserError as exc:
-        _fail(str(exc))
+        fail(str(exc))
+
+
+app.command("run")(run_command)
+app.add_typer(runs.app, name="runs")
+app.add_typer(approvals.app, name="approvals")
+app.add_typer(sessions.app, name="sessions")
+app.add_typer(budget.app, name="budget")
+app.add_typer(policy.app, name="policy")
+app.command("bench")(bench.bench_command)
 
 
 def main() -> None:
@@ -258,9 +269,3 @@ def _listen_error(exc: OSError) -> str:
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
-
-
-def _fail(message: str) -> NoReturn:
-    one_line = " ".join(message.split())  # e.g. a pydantic error spans several lines
-    Console(stderr=True).print(Text(f"error: {one_line}", style="bold red"), soft_wrap=True)
-    raise typer.Exit(2)
