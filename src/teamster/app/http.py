@@ -137,10 +137,11 @@ async def serve(route: Route, auth: Auth, event: Any) -> Any:
 def _parse(model: type[BaseModel] | None, raw: Any, where: str) -> Any:
     if model is None:
         return raw
-    if raw is None:
+    if raw is None and where == "query":
         raw = {}
     if not isinstance(raw, dict):
-        raise ApiError.invalid(f"{where}: a JSON object is required (send Content-Type: application/json)")
+        # The engine passes a body on only when it parses as JSON under Content-Type: application/json.
+        raise ApiError.invalid(f"{where}: a JSON object is required, sent as Content-Type: application/json")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -29,13 +29,14 @@ from teamster.app.schemas import (
     RunView,
 )
 from teamster.app.store import RunStore
+from teamster.harness.providers import scripted
 from teamster.harness.providers.stream import Credentials
 from teamster.patterns import pricing
 from teamster.patterns.agents import Agents
 from teamster.patterns.engine import EngineAgents, EngineClient
 from teamster.patterns.events import TERMINAL, ApprovalResolved, Event, WorkflowError, preview
 from teamster.patterns.functions import INPUT_NOT_FOUND
-from teamster.patterns.inproc import InprocAgents
+from teamster.patterns.inproc import InprocAgents, default_streams
 from teamster.patterns.registry import drive
 from teamster.patterns.request import RunRequest, Turn
 from teamster.patterns.run import Run
@@ -131,7 +132,7 @@ class RunManager:
         provider = req.provider or pricing.provider_of(req.model)
         run_id = uuid.uuid4().hex
         session_id = req.session_id or str(uuid.uuid4())
-        agents = self._agents(req.backend, provider, req.model, run_id, session_id, req.policy)
+        agents = await self._agents(req.backend, provider, req.model, run_id, session_id, req.policy)
         await self._session(session_id, req.message)
         history = req.history if req.history is not None else await self.history(session_id)
         await self._sessions(
@@ -171,15 +172,30 @@ class RunManager:
         live.task = asyncio.get_running_loop().create_task(self._drive(live, run), name=f"run {run_id}")
         return live
 
-    def _agents(self, backend: Backend, provider: str, model: str, run_id: str, session_id: str, policy: str) -> Agents:
+    async def _agents(
+        self, backend: Backend, provider: str, model: str, run_id: str, session_id: str, policy: str
+    ) -> Agents:
         if backend == "engine":
             return EngineAgents(
                 self.client, provider, model, run_id=run_id, session_id=session_id, approval_mode=policy
             )
+        streams = default_streams(await self._scripts(model) if provider == "scripted" else None)
         try:
-            return InprocAgents(provider, model, credentials=self.credentials)
+            return InprocAgents(provider, model, streams=streams, credentials=self.credentials)
         except ValueError as exc:
             raise ApiError.invalid(f"provider: {exc}") from None
+
+    async def _scripts(self, model: str) -> scripted.Scripts | None:
+        """The book a `scripted:<name>` model names, as loaded into the scripted provider worker."""
+        if not model.startswith(scripted.MODEL_PREFIX):
+            return None
+        name = model[len(scripted.MODEL_PREFIX) :]
+        found = await self.worker.trigger(f"provider::{scripted.NAME}::get", {"name": name})
+        if found is None:
+            raise ApiError.invalid(f"model: no script named {name!r}; load one with provider::scripted::load")
+        scripts = scripted.Scripts()
+        scripts.load(scripted.LoadRequest.model_validate(found))
+        return scripts
 
     async def _drive(self, live: LiveRun, run: Run) -> None:
         writer = asyncio.get_running_loop().create_task(self._write(live))

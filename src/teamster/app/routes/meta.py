@@ -40,8 +40,6 @@ def routes(app: App, api: list[Route]) -> list[Route]:
         uptime = int((time.monotonic() - app.started) * 1000)
         return Health(version=__version__, uptime_ms=uptime, profile=app.profile, features=features)
 
-    spec = document(api)
-
     async def openapi(req: Request) -> dict[str, object]:
         return spec
 
@@ -51,12 +49,14 @@ def routes(app: App, api: list[Route]) -> list[Route]:
     async def static(req: Request) -> Reply:
         return _file(req.params["name"])
 
-    return [
+    own = [
         Route("GET", "health", "health", health, "Liveness, uptime and enabled features", reply=Health, public=True),
         Route("GET", "openapi.json", "openapi", openapi, "This API's OpenAPI document"),
         Route("GET", "/", "playground", index, "The web playground", public=True, media="text/html; charset=utf-8"),
         Route("GET", "static/:name", "static", static, "The playground's files", public=True, media="text/plain"),
     ]
+    spec = document([*api, *own])
+    return own
 
 
 async def _answers(app: App, function_id: str) -> bool:

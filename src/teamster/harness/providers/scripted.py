@@ -96,6 +96,10 @@ class LoadRequest(BaseModel):  # lenient at the top: the engine may add keys suc
         return self
 
 
+class NameRequest(BaseModel):
+    name: str = Field(min_length=1)
+
+
 class LoadResult(BaseModel):
     name: str
     model: str
@@ -119,6 +123,9 @@ class Scripts:
             len(req.turns) if req.turns is not None else sum(len(c) for cs in (req.agents or {}).values() for c in cs)
         )
         return LoadResult(name=req.name, model=MODEL_PREFIX + req.name, turns=count)
+
+    def get(self, name: str) -> LoadRequest | None:
+        return self._named.get(name)
 
     def turn(self, req: StreamRequest) -> Turn:
         index = sum(isinstance(m, AssistantMessage) for m in req.messages)
@@ -164,10 +171,16 @@ def create_worker(script: list[Turn] | list[dict[str, Any]] | None = None) -> Wo
     async def load(req: LoadRequest) -> LoadResult:
         return scripts.load(req)
 
+    async def get(req: NameRequest) -> LoadRequest | None:
+        return scripts.get(req.name)
+
     worker.register_function(
         f"provider::{NAME}::load",
         load,
         description="Load a script or a per-agent book, answered as scripted:<name>",
+    )
+    worker.register_function(
+        f"provider::{NAME}::get", get, description="A loaded script or book by name (null when none), to replay"
     )
     return worker
 
