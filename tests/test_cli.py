@@ -33,11 +33,11 @@ pytestmark = pytest.mark.slow
 class Proc:
     """A `teamster` subprocess whose merged output is collected line by line in the background."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:
         self.lines: list[str] = []
         self.popen = subprocess.Popen(
             [TEAMSTER, *args],
-            cwd=REPO,
+            cwd=cwd,
             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

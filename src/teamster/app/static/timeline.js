@@ -43,7 +43,7 @@ function callItem(call, finished) {
       "div",
       { class: "call-head" },
       h("span", { class: "dot", "aria-hidden": "true" }),
-      h("strong", { text: call.iteration != null ? `call ${call.iteration}` : "call" }),
+      h("strong", { text: call.iteration != null ? `iteration ${call.iteration}` : "call" }),
       end
         ? h("span", {
             class: "call-usage",
