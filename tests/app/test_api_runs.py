@@ -240,6 +240,7 @@ INVALID = {
     "unknown cap": ({**VALID, "caps": {"rounds": 2}}, "caps.rounds: Extra inputs are not permitted"),
     "unknown field": ({**VALID, "colour": "blue"}, "colour: Extra inputs are not permitted"),
     "unknown provider": ({**VALID, "provider": "nope"}, "provider: unknown provider 'nope'"),
+    "script not loaded": ({**VALID, "model": "scripted:missing"}, "model: no script named 'missing'"),
 }
 
 

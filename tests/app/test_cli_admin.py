@@ -165,7 +165,8 @@ def test_runs_events_pages_and_follows(server: Server, finished: str) -> None:
 
 
 def test_following_a_failed_run_exits_1(server: Server) -> None:
-    run_id = server.start(pattern="debate", model="scripted:missing")
+    # On the engine backend a missing script fails the run itself (inproc refuses it up front with a 400).
+    run_id = server.start(pattern="debate", model="scripted:missing", backend="engine")
     followed = cli(server, "runs", "events", run_id, "--follow")
     assert followed.exit_code == 1, followed.output
     assert followed.stderr.splitlines() == [
