@@ -133,6 +133,8 @@ class RunManager:
         run_id = uuid.uuid4().hex
         session_id = req.session_id or str(uuid.uuid4())
         agents = await self._agents(req.backend, provider, req.model, run_id, session_id, req.policy)
+        if req.budget is not None and isinstance(agents, EngineAgents):  # a refusal here has written nothing yet
+            agents.budget_id = await self._budget(run_id, req.budget)
         await self._session(session_id, req.message)
         history = req.history if req.history is not None else await self.history(session_id)
         await self._sessions(
@@ -151,9 +153,8 @@ class RunManager:
             max_turns=req.max_turns,
             created_at=now_ms(),
             trace_id=trace_id,
+            budget_id=agents.budget_id if isinstance(agents, EngineAgents) else None,
         )
-        if req.budget is not None and isinstance(agents, EngineAgents):
-            record.budget_id = agents.budget_id = await self._budget(run_id, req.budget)
         request = RunRequest(
             pattern=req.pattern,
             query=req.message,
