@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from teamster.app.errors import ApiError
 from teamster.app.schemas import (
     ApprovalRow,
@@ -29,8 +31,9 @@ from teamster.app.schemas import (
     RunView,
 )
 from teamster.app.store import RunStore
+from teamster.harness.contracts import AgentMessage, AssistantMessage, UserMessage
 from teamster.harness.providers import scripted
-from teamster.harness.providers.stream import Credentials
+from teamster.harness.providers.stream import Credentials, text_of
 from teamster.patterns import pricing
 from teamster.patterns.agents import Agents
 from teamster.patterns.engine import EngineAgents, EngineClient
@@ -47,6 +50,7 @@ log = logging.getLogger("teamster.app")
 
 STOPPED = "teamster stopped while the run was in progress"
 HISTORY_TURNS = 50
+MESSAGE: TypeAdapter[AgentMessage] = TypeAdapter(AgentMessage)
 
 
 def now_ms() -> int:
@@ -400,11 +404,9 @@ class RunManager:
         found = await self._sessions("messages", {"session_id": session_id})
         turns: list[Turn] = []
         for row in found["messages"]:
-            message = row["message"]
-            if message.get("role") in ("user", "assistant"):
-                text = _text(message.get("content"))
-                if text.strip():
-                    turns.append(Turn(role=message["role"], content=text[:20_000]))
+            message = MESSAGE.validate_python(row["message"])
+            if isinstance(message, UserMessage | AssistantMessage) and (text := text_of(message.content)).strip():
+                turns.append(Turn(role=message.role, content=text[:20_000]))
         return turns[-HISTORY_TURNS:]
 
     async def _session(self, session_id: str, message: str) -> None:
@@ -432,16 +434,6 @@ class RunManager:
 
 def _user(text: str) -> dict[str, Any]:
     return {"role": "user", "content": text, "timestamp": now_ms()}
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            block.get("text", "") for block in content if isinstance(block, dict) and block.get("type") == "text"
-        )
-    return ""
 
 
 def _answer(complete: dict[str, Any]) -> str:
