@@ -164,6 +164,18 @@ async def test_a_missing_file_means_kernel_defaults_only(
     await eventually(decides(client, "x::y", allow("x::y")))
 
 
+async def test_no_default_rules_file_is_the_usual_first_run_not_a_warning(
+    connect: Connect, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./iii-permissions.yaml here
+    caplog.set_level(logging.INFO, "teamster.harness.policy")
+    client = await serve(connect, create_worker(reload_interval=POLL))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "policy: no iii-permissions.yaml; the kernel defaults apply and other calls ask for approval")
+    ]
+    assert await decide(client, "x::y") == ASK
+
+
 async def test_the_file_is_reloaded_when_it_changes(connect: Connect, tmp_path: Path) -> None:
     path = rules_file(tmp_path, 'version: 1\nrules: ["x::y"]')
     client = await serve(connect, create_worker(path, reload_interval=POLL))

@@ -242,8 +242,12 @@ class PolicyWorker(Worker):
         try:
             policy = parse_policy(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:  # ValueError: PolicyError, or text that is not UTF-8
-            problem = f"file not found: {self.path}" if isinstance(exc, FileNotFoundError) else str(exc)
-            log.warning("policy: %s not loaded (%s); keeping the rules in effect", self.path, problem)
+            missing = isinstance(exc, FileNotFoundError)
+            problem = f"file not found: {self.path}" if missing else str(exc)
+            if missing and self.file is NO_FILE and self.path == DEFAULT_PATH:  # the usual first run, not a fault
+                log.info("policy: no %s; the kernel defaults apply and other calls ask for approval", self.path)
+            else:
+                log.warning("policy: %s not loaded (%s); keeping the rules in effect", self.path, problem)
             return problem
         for rule_id, count in Counter(rule.rule_id for rule in policy.rules).items():
             if count > 1:
