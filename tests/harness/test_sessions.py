@@ -399,3 +399,12 @@ async def test_in_process(engine: Engine) -> None:
         assert await sessions.trigger("session-inbox::drain", {"session_id": sid, "name": "followup"}) == {
             "items": ["next"]
         }
+
+
+async def test_get_is_one_sessions_record_or_null(w: Worker) -> None:
+    root = await new_session(w, "team")
+    child = (await w.trigger("session-tree::create", {"display_name": "a", "parent_session_id": root}))["session_id"]
+    found = await w.trigger("session-tree::get", {"session_id": child})
+    assert (found["session_id"], found["display_name"], found["parent_session_id"]) == (child, "a", root)
+    assert found == {"cwd": None, "last_message_summary": None, **await meta(w, child)}  # optional fields are null
+    assert await w.trigger("session-tree::get", {"session_id": "no-such-session"}) is None

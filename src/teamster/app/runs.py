@@ -117,6 +117,11 @@ def events_url(run_id: str) -> str:
     return f"/runs/{run_id}/events"
 
 
+def stored_view(record: RunRecord) -> RunView:
+    """The view of a run no process is driving: its record, with nothing pending."""
+    return RunView(**record.model_dump(), events_url=events_url(record.run_id))
+
+
 class RunManager:
     """Starts, tracks, and answers for the runs of one `app` worker."""
 
@@ -288,16 +293,11 @@ class RunManager:
         record = await self.store.load(run_id)
         if record is None:
             raise ApiError.not_found("run_not_found", f"no run {run_id}")
-        return RunView(**record.model_dump(), events_url=events_url(run_id))
+        return stored_view(record)
 
     async def views(self, *, session_id: str | None, status: str | None, limit: int) -> tuple[list[RunView], int]:
         stored = {record.run_id: record for record in await self.store.records()}
-        views = [
-            self.live[run_id].view()
-            if run_id in self.live
-            else RunView(**r.model_dump(), events_url=events_url(run_id))
-            for run_id, r in stored.items()
-        ]
+        views = [self.live[run_id].view() if run_id in self.live else stored_view(r) for run_id, r in stored.items()]
         views = [
             v
             for v in views

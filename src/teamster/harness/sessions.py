@@ -276,6 +276,11 @@ def create_worker() -> Worker:
         end = None if req.limit is None else req.offset + req.limit
         return SessionList(sessions=metas[req.offset : end], total=len(metas))
 
+    @worker.function("session-tree::get")
+    async def get(req: SessionId) -> SessionMeta | None:
+        """One session's record, or null when there is no such session."""
+        return await store.meta(req.session_id)
+
     @worker.function("session-tree::children")
     async def children(req: SessionId) -> SessionList:
         """The sessions created as children of this one, oldest first."""

@@ -23,11 +23,10 @@ def routes(app: App) -> list[Route]:
             raise
 
     async def meta(session_id: str) -> dict[str, Any]:
-        found = await call("list", {})
-        for row in found["sessions"]:
-            if row["session_id"] == session_id:
-                return dict(row)
-        raise ApiError.not_found("session_not_found", f"no session {session_id}")
+        found = await call("get", {"session_id": session_id})
+        if found is None:
+            raise ApiError.not_found("session_not_found", f"no session {session_id}")
+        return dict(found)
 
     async def listing(req: Request) -> SessionList:
         query: SessionQuery = req.query
