@@ -4,8 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCAL := $(VENV)/.local-model
+NODE_DEPS := tests/node/node_modules/.package-lock.json
 
-.PHONY: run test lint browser bench clean
+.PHONY: run test lint browser node bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,16 +27,24 @@ run: $(LOCAL)
 browser:
 	scripts/ensure-chromium
 
+# The Node SDK tests: node and npm, then the pinned iii-sdk, installed again only when the lock file changes.
+node: $(NODE_DEPS)
+
+$(NODE_DEPS): tests/node/package-lock.json
+	scripts/ensure-node
+	cd tests/node && npm ci --no-audit --no-fund
+	touch $@
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
-test: lint browser
+test: lint browser node
 	$(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine_roundtrip.py
 
 clean:
-	rm -rf $(VENV) .teamster .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .teamster .pytest_cache .mypy_cache .ruff_cache tests/node/node_modules

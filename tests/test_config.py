@@ -34,6 +34,7 @@ def test_file_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert [w.name for w in config.workers] == [
         "iii-engine-functions",
         "iii-observability",
+        "configuration",
         "iii-worker-manager",
         "iii-http",
     ]

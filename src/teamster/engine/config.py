@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, mo
 DEFAULT_WS_PORT = 49134
 DEFAULT_HTTP_PORT = 3111
 DEFAULT_DATA_DIR = Path(".teamster")
-MANDATORY = ("iii-engine-functions", "iii-observability")
+MANDATORY = ("iii-engine-functions", "iii-observability", "configuration")
 # Without iii-worker-manager the engine has no socket: in-process workers only.
 DEFAULT_WORKERS = (
     "iii-worker-manager",

@@ -6,6 +6,7 @@ from teamster.engine.builtin import Module
 
 
 def module_classes() -> dict[str, type[Module]]:
+    from teamster.engine.modules.configuration import Configuration
     from teamster.engine.modules.cron import Cron
     from teamster.engine.modules.engine_fn import EngineFunctions
     from teamster.engine.modules.http import Http
@@ -18,6 +19,7 @@ def module_classes() -> dict[str, type[Module]]:
     from teamster.engine.modules.worker_manager import WorkerManager
 
     classes: list[type[Module]] = [
+        Configuration,
         Cron,
         EngineFunctions,
         Http,
