@@ -8,12 +8,15 @@ import struct
 import time
 import uuid
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import WSMsgType, web
 
 from teamster.engine.registry import Executor, Invocation
 from teamster.protocol import Message, encode
+
+if TYPE_CHECKING:
+    from teamster.engine.rbac import Session
 
 log = logging.getLogger("teamster.engine")
 
@@ -36,6 +39,8 @@ class Connection(ABC):
         self.triggers: set[str] = set()
         self.trigger_types: set[tuple[str, str]] = set()
         self.executing: set[str] = set()
+        # Set by an RBAC or middleware listener at the handshake; None (no checks at all) everywhere else.
+        self.session: Session | None = None
 
     @property
     def runtime(self) -> str:

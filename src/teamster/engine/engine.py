@@ -16,8 +16,9 @@ from teamster.engine.builtin import BindingSet, Input, Module
 from teamster.engine.channels import ChannelRegistry
 from teamster.engine.config import ConfigError, EngineConfig, first_error
 from teamster.engine.connection import Connection, InprocConnection, LocalPeer
+from teamster.engine.rbac import WORKERS_REGISTER, Session
 from teamster.engine.registry import Conflict, FunctionEntry, FunctionRegistry, Invocation
-from teamster.engine.router import Router
+from teamster.engine.router import Router, target_namespace
 from teamster.engine.triggers import (
     Binding,
     TriggerConfigError,
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("teamster.engine")
 
-WORKERS_REGISTER = "engine::workers::register"
 _NAMESPACED = (
     RegisterFunction,
     UnregisterFunction,
@@ -321,11 +321,12 @@ class Engine:
 
     async def _name_from_frame(self, conn: Connection, msg: InvokeFunction) -> None:
         """Handled inline, not spawned, so held registrations drain before the frames that follow."""
+        data = msg.data if isinstance(msg.data, dict) else {}
         try:
+            if conn.session is not None:
+                conn.session.check_worker_name(data)
             reply = InvocationResult(
-                invocation_id="",
-                function_id=msg.function_id,
-                result=await self.name_worker(conn, msg.data if isinstance(msg.data, dict) else {}),
+                invocation_id="", function_id=msg.function_id, result=await self.name_worker(conn, data)
             )
         except InvocationError as exc:
             log.warning("worker %s: %s", conn.worker_id, exc)
@@ -334,7 +335,10 @@ class Engine:
 
     async def _serve(self, conn: Connection, msg: InvokeFunction) -> None:
         try:
-            result = await self.router.invoke(conn, msg)
+            if conn.session is None:
+                result = await self.router.invoke(conn, msg)
+            else:
+                result = await self._invoke_checked(conn, conn.session, msg)
         except InvocationError as exc:
             reply = InvocationResult(invocation_id="", function_id=msg.function_id, error=exc.to_wire())
         except Exception as exc:  # a bug in a built-in must not take the connection down
@@ -347,6 +351,20 @@ class Engine:
         else:
             reply = InvocationResult(invocation_id="", function_id=msg.function_id, result=result)
         await self._reply(conn, msg, reply)
+
+    async def _invoke_checked(self, conn: Connection, session: Session, msg: InvokeFunction) -> Any:
+        """A call from an RBAC or middleware listener: FORBIDDEN, or handed to the listener's middleware.
+        The engine's own `engine::*` built-ins skip the middleware, which would run them as itself."""
+        namespace = target_namespace(msg)
+        entry = self.functions.get(namespace, msg.function_id)
+        session.check_call(msg.function_id, namespace, entry.metadata if entry is not None else None)
+        middleware = session.middleware_function_id
+        engine_owned = msg.function_id.startswith("engine::") and (entry is None or entry.owner is None)
+        if middleware is None or engine_owned:
+            return await self.router.invoke(conn, msg)
+        return await self.router.call(
+            middleware, session.middleware_input(msg, namespace), namespace=namespace, metadata=msg.metadata
+        )
 
     async def _reply(self, conn: Connection, msg: InvokeFunction, reply: InvocationResult) -> None:
         is_void = msg.action is not None and msg.action.get("type") == "void"
@@ -375,24 +393,35 @@ class Engine:
         if isinstance(msg, RegisterFunction):
             await self._register_function(conn, msg, namespace)
         elif isinstance(msg, UnregisterFunction):
-            if self.functions.release(namespace, msg.id, conn):
-                conn.functions.discard((namespace, msg.id))
+            function_id = conn.session.filed_as("function", msg.id) if conn.session else msg.id
+            if self.functions.release(namespace, function_id, conn):
+                conn.functions.discard((namespace, function_id))
         elif isinstance(msg, RegisterTrigger):
             await self._register_trigger(conn, msg)
         elif isinstance(msg, UnregisterTrigger):
-            if msg.id in conn.triggers:
-                conn.triggers.discard(msg.id)
-                await self.triggers.remove_binding(msg.id)
+            binding_id = conn.session.filed_as("trigger", msg.id) if conn.session else msg.id
+            if binding_id in conn.triggers:
+                conn.triggers.discard(binding_id)
+                await self.triggers.remove_binding(binding_id)
         elif isinstance(msg, RegisterTriggerType):
             await self._register_trigger_type(conn, msg, msg.namespace or namespace)
         elif isinstance(msg, UnregisterTriggerType):
-            key = (msg.namespace or namespace, msg.id)
+            type_id = conn.session.filed_as("trigger_type", msg.id) if conn.session else msg.id
+            key = (msg.namespace or namespace, type_id)
             if key in conn.trigger_types:
                 conn.trigger_types.discard(key)
                 await self.triggers.remove_type(key)
         # RegisterService only groups functions for display; services derive from id prefixes.
 
     async def _register_function(self, conn: Connection, msg: RegisterFunction, namespace: str) -> None:
+        remote = functools.partial(self.router.remote, conn)
+        if conn.session is not None:
+            vetted = await conn.session.vet_function(self.call, msg, namespace)
+            if vetted is None:
+                return
+            if vetted.id != msg.id:  # calls reach the worker under the id it registered
+                remote = functools.partial(self.router.remote, conn, as_id=msg.id)
+            msg = vetted
         if msg.id.startswith("engine::") and namespace != "default":
             await conn.send(
                 RegistrationRejected(
@@ -400,11 +429,7 @@ class Engine:
                 )
             )
             return
-        execute = (
-            _not_invokable
-            if msg.invocation is not None
-            else conn.executor(msg.id, functools.partial(self.router.remote, conn))
-        )
+        execute = _not_invokable if msg.invocation is not None else conn.executor(msg.id, remote)
         entry = FunctionEntry(
             id=msg.id,
             namespace=namespace,
@@ -435,6 +460,18 @@ class Engine:
             if value is not None and not value.strip():
                 await self._refuse_trigger(conn, msg, codes.INVALID_NAMESPACE, "namespace must not be blank")
                 return
+        if conn.session is not None:
+            vetted = await conn.session.vet_trigger(self.call, msg)
+            if vetted is None:
+                return
+            msg = vetted
+            target = self.functions.get(msg.namespace or "default", msg.function_id)
+            denied = conn.session.denial(
+                msg.function_id, msg.namespace or "default", target.metadata if target is not None else None
+            )
+            if denied is not None:  # or a trigger would let the worker reach what it may not call
+                await self._refuse_trigger(conn, msg, codes.FORBIDDEN, denied)
+                return
         binding = Binding(
             id=msg.id,
             trigger_type=msg.trigger_type,
@@ -463,6 +500,11 @@ class Engine:
         )
 
     async def _register_trigger_type(self, conn: Connection, msg: RegisterTriggerType, namespace: str) -> None:
+        if conn.session is not None:
+            vetted = await conn.session.vet_trigger_type(self.call, msg)
+            if vetted is None:
+                return
+            msg = vetted
         key = (namespace, msg.id)
         current = self.triggers.types.get(key)
         if current is not None and current.owner is None:

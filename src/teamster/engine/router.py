@@ -66,10 +66,7 @@ class Router:
 
     async def invoke(self, caller: Connection, msg: InvokeFunction) -> Any:
         """A worker's `invokefunction`: a sync call, a void call (returns None at once) or an enqueue."""
-        namespace = msg.namespace
-        if namespace is not None and not namespace.strip():
-            raise InvocationError(codes.INVALID_NAMESPACE, "namespace must not be blank", function_id=msg.function_id)
-        namespace = namespace or "default"
+        namespace = target_namespace(msg)
         action = msg.action or {}
         kind = action.get("type")
         if kind is None:
@@ -81,8 +78,9 @@ class Router:
             return await self._enqueue(msg, namespace, action)
         raise InvocationError(codes.DESERIALIZATION_ERROR, f"unknown action type {kind!r}", function_id=msg.function_id)
 
-    async def remote(self, conn: Connection, inv: Invocation) -> Any:
-        """Executor for functions a worker serves over the wire: send the call, await its result frame."""
+    async def remote(self, conn: Connection, inv: Invocation, as_id: str | None = None) -> Any:
+        """Executor for functions a worker serves over the wire: send the call, await its result frame.
+        `as_id`: the id the worker knows the function by, when the engine filed it under another."""
         iid = inv.invocation_id
         if iid in self.pending:  # two callers chose the same id: keep results apart
             iid = new_id()
@@ -93,7 +91,7 @@ class Router:
             try:
                 await conn.send(
                     InvokeFunction(
-                        function_id=inv.function_id,
+                        function_id=as_id or inv.function_id,
                         invocation_id=iid,
                         data=inv.data,
                         metadata=inv.metadata,
@@ -177,3 +175,11 @@ class Router:
         except Exception as exc:
             raise InvocationError(codes.ENQUEUE_ERROR, str(exc), function_id=msg.function_id) from exc
         return {"messageReceiptId": receipt}
+
+
+def target_namespace(msg: InvokeFunction) -> str:
+    """The namespace a call addresses: absent is `default`, blank is INVALID_NAMESPACE."""
+    namespace = msg.namespace
+    if namespace is not None and not namespace.strip():
+        raise InvocationError(codes.INVALID_NAMESPACE, "namespace must not be blank", function_id=msg.function_id)
+    return namespace or "default"

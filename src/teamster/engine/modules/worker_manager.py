@@ -1,18 +1,22 @@
-"""`iii-worker-manager`: the worker WebSocket listener with `/`, `/otel` and `/ws/channels/{id}` (§1.1)."""
+"""`iii-worker-manager`: the worker WebSocket listener with `/`, `/otel` and `/ws/channels/{id}` (§1.1).
+Each entry in the config is its own listener; one with `rbac` or `middleware_function_id` gives every
+connection a session at the handshake (§1.3)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from teamster.engine.builtin import Module
 from teamster.engine.channels import Channel
 from teamster.engine.config import DEFAULT_WS_PORT
 from teamster.engine.connection import WsConnection
 from teamster.engine.listener import listen
-from teamster.protocol import ProtocolError, decode
+from teamster.engine.rbac import AUTH_ERROR, AuthError, RbacConfig, Session, open_session
+from teamster.protocol import Error, ProtocolError, decode, encode
 
 log = logging.getLogger("teamster.engine")
 
@@ -26,6 +30,9 @@ class WorkerManagerConfig(BaseModel):
     port: int = DEFAULT_WS_PORT
     host: str = "127.0.0.1"
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    middleware_function_id: str | None = None
+    rbac: RbacConfig | None = None
+    handshake_timeout_ms: int = Field(default=10_000, gt=0)  # TCP accept to a complete upgrade request
 
 
 class WorkerManager(Module):
@@ -34,11 +41,19 @@ class WorkerManager(Module):
     config: WorkerManagerConfig
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=self.config.max_message_bytes)
+        config = self.config
+        # aiohttp's keep-alive timer also runs from accept until the first request has been read.
+        app = web.Application(
+            client_max_size=config.max_message_bytes,
+            handler_args={"keepalive_timeout": config.handshake_timeout_ms / 1000},
+        )
         app.router.add_get("/", self._worker)
         app.router.add_get("/otel", self._otel)
         app.router.add_get("/ws/channels/{channel_id}", self._channel)
-        self._runner, self.engine.ports["ws"] = await listen(app, self.config.host, self.config.port)
+        self._guarded = config.rbac is not None or config.middleware_function_id is not None
+        self._runner, self.port = await listen(app, config.host, config.port)
+        if next(m for m in self.engine.modules if m.name == self.name) is self:  # the engine's worker URL
+            self.engine.ports["ws"] = self.port
 
     async def stop(self) -> None:
         await self._runner.cleanup()
@@ -48,10 +63,12 @@ class WorkerManager(Module):
             raise web.HTTPServiceUnavailable(text="engine shutting down")
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, compress=False)
         await ws.prepare(request)
+        session = await self._admit(request, ws) if self._guarded else None
         transport = request.transport
-        if transport is None:  # the client went away during the upgrade
+        if transport is None or ws.closed:  # the client went away during the upgrade, or was refused
             return ws
         conn = WsConnection(ws, transport, request.remote)
+        conn.session = session
         engine = self.engine
         await engine.connect(conn)
         try:
@@ -81,10 +98,30 @@ class WorkerManager(Module):
     async def _otel(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, compress=False)
         await ws.prepare(request)
+        if self._guarded:  # telemetry must not be a way around the auth function
+            await self._admit(request, ws)
         async for frame in ws:
             if frame.type is WSMsgType.BINARY and frame.data[:4] in TELEMETRY_PREFIXES:
                 self.engine.ingest_telemetry(frame.data[:4].decode(), frame.data[4:])
         return ws
+
+    async def _admit(self, request: web.Request, ws: web.WebSocketResponse) -> Session | None:
+        """Authenticate the upgraded socket; a refusal is one `error` frame (AUTH_ERROR), then a close."""
+        try:
+            return await open_session(
+                self.engine.call,
+                self.config.rbac,
+                self.config.middleware_function_id,
+                headers={name.lower(): value for name, value in request.headers.items()},
+                query_params={key: request.query.getall(key) for key in request.query},
+                ip_address=request.remote or "",
+            )
+        except AuthError as exc:
+            log.info("worker from %s refused: %s", request.remote, exc)
+            with contextlib.suppress(ConnectionError):  # it may have gone already
+                await ws.send_str(encode(Error(error={"code": AUTH_ERROR, "message": str(exc)})).decode())
+            await ws.close(code=1008, message=b"authentication failed")
+            return None
 
     async def _channel(self, request: web.Request) -> web.StreamResponse:
         channel = self.engine.channels.get(request.match_info["channel_id"], request.query.get("key"))

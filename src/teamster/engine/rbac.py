@@ -1,0 +1,360 @@
+"""Worker-manager RBAC (iii §1.3, §2.3–§2.8, §3.2): a listener's `rbac` config, the session its auth
+function grants each connection, and the checks and hooks applied to that connection's traffic."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from teamster.engine.config import first_error
+from teamster.protocol import InvocationError, InvokeFunction, RegisterFunction, RegisterTrigger, RegisterTriggerType
+from teamster.protocol import errors as codes
+
+log = logging.getLogger("teamster.engine")
+
+AUTH_ERROR = "AUTH_ERROR"
+DEFAULT = "default"
+WORKERS_REGISTER = "engine::workers::register"
+# Callable whatever the grants say (unless forbidden by name): without them a worker cannot even
+# name itself, log or open a channel.
+INFRASTRUCTURE = frozenset(
+    {
+        "engine::channels::create",
+        WORKERS_REGISTER,
+        "engine::log::info",
+        "engine::log::warn",
+        "engine::log::error",
+        "engine::log::debug",
+        "engine::log::trace",
+        "engine::baggage::get",
+        "engine::baggage::set",
+        "engine::baggage::get_all",
+    }
+)
+
+Call = Callable[[str, Any], Awaitable[Any]]  # engine.call: a function id and its payload, in `default`
+
+
+class AuthError(Exception):
+    """The auth function refused the connection, failed, or answered something unusable."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _glob(pattern: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+
+
+def wildcard(pattern: str, value: str) -> bool:
+    """`*` matches any run of characters (`::` included); everything else is literal."""
+    return _glob(pattern).fullmatch(value) is not None
+
+
+def _unwrap(text: str) -> str | None:
+    """The pattern inside `match("…")` (or `match('…')`); None when `text` is not written that way."""
+    text = text.strip()
+    for quote in ('"', "'"):
+        if text.startswith(f"match({quote}") and text.endswith(f"{quote})") and len(text) >= 9:
+            return text[7:-2]
+    return None
+
+
+def _grant_covers(grant: str, function_id: str) -> bool:
+    """A grant is an id or a wildcard, bare (`svc::*`) or wrapped (`match("svc::*")`)."""
+    raw = _unwrap(grant) or grant
+    return raw == function_id or ("*" in raw and wildcard(raw, function_id))
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    # JSON tells `true` from `1`; Python's == does not.
+    return type(expected) is type(actual) and expected == actual
+
+
+class FunctionFilter(BaseModel):
+    """One `expose_functions` rule: `match("svc::*")`, or `{match: …}` / `{metadata: {…}}` with an optional
+    `namespace` (absent: the rule applies in `default` only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: str | None = None
+    metadata: dict[str, Any] | None = None
+    namespace: str = DEFAULT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            pattern = _unwrap(value)
+            if pattern is None:
+                raise ValueError(f'expected match("pattern") or a mapping, got {value!r}')
+            return {"match": pattern}
+        return value
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> FunctionFilter:
+        if (self.match is None) == (not self.metadata):
+            raise ValueError("a filter has exactly one of 'match' or a non-empty 'metadata'")
+        return self
+
+    def matches(self, function_id: str, namespace: str, metadata: Any) -> bool:
+        if namespace != self.namespace:
+            return False
+        if self.match is not None:
+            return wildcard(self.match, function_id)
+        if not isinstance(metadata, dict):
+            return False
+        return all(
+            key in metadata and _value_matches(want, metadata[key]) for key, want in (self.metadata or {}).items()
+        )
+
+
+def _value_matches(want: Any, actual: Any) -> bool:
+    pattern = _unwrap(want) if isinstance(want, str) else None
+    if pattern is not None:
+        return isinstance(actual, str) and wildcard(pattern, actual)
+    return _same(want, actual)
+
+
+class RbacConfig(BaseModel):
+    """The `rbac` block of an `iii-worker-manager` entry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    auth_function_id: str | None = None
+    expose_functions: list[FunctionFilter] = Field(default_factory=list)
+    on_function_registration_function_id: str | None = None
+    on_trigger_registration_function_id: str | None = None
+    on_trigger_type_registration_function_id: str | None = None
+
+
+class AuthResult(BaseModel):
+    """What the auth function grants one connection (the shape of iii's `AuthResult`)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    namespaces: dict[str, list[str]] = Field(default_factory=dict)  # grants per namespace; keys may be declared
+    allowed_functions: list[str] = Field(default_factory=list)  # grants in `default`
+    forbidden_functions: list[str] = Field(default_factory=list)  # denied everywhere, over any grant
+    allowed_trigger_types: list[str] | None = None  # None: any type
+    allow_trigger_type_registration: bool = False
+    allow_function_registration: bool = True
+    function_registration_prefix: str | None = None
+    context: Any = Field(default_factory=dict)  # handed to the middleware and every hook
+
+
+@dataclass(slots=True)
+class Session:
+    """One connection's standing on an RBAC or middleware listener, fixed at the handshake."""
+
+    rbac: RbacConfig | None
+    middleware_function_id: str | None
+    grants: AuthResult
+    # (kind, id the worker used) -> id the engine filed it under, for unregister frames
+    renamed: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    # ---- calls --------------------------------------------------------------------------------
+
+    def allows(self, function_id: str, namespace: str, metadata: Any) -> bool:
+        """Deny by name wins; then grants, the infrastructure ids, and the listener's `expose_functions`."""
+        grants = self.grants
+        if function_id in grants.forbidden_functions:
+            return False
+        if any(_grant_covers(grant, function_id) for grant in grants.namespaces.get(namespace, ())):
+            return True
+        if namespace == DEFAULT and function_id in grants.allowed_functions:
+            return True
+        if function_id in INFRASTRUCTURE or self.rbac is None:
+            return True
+        return any(rule.matches(function_id, namespace, metadata) for rule in self.rbac.expose_functions)
+
+    def denial(self, function_id: str, namespace: str, metadata: Any) -> str | None:
+        """Why a call or trigger target is FORBIDDEN, or None when it is allowed."""
+        if self.allows(function_id, namespace, metadata):
+            return None
+        fix = (
+            "remove from rbac.forbidden_functions"
+            if function_id in self.grants.forbidden_functions
+            else "add to rbac.expose_functions"
+        )
+        return f"function '{function_id}' not allowed in namespace '{namespace}' ({fix})"
+
+    def check_call(self, function_id: str, namespace: str, metadata: Any) -> None:
+        reason = self.denial(function_id, namespace, metadata)
+        if reason is not None:
+            raise InvocationError(codes.FORBIDDEN, reason, function_id=function_id)
+
+    def check_worker_name(self, data: dict[str, Any]) -> None:
+        """`engine::workers::register`: allowed by name, and a scoped session declares only its namespaces."""
+        self.check_call(WORKERS_REGISTER, DEFAULT, None)
+        scopes = self.grants.namespaces
+        declared = data.get("namespace") or DEFAULT
+        if scopes and declared not in scopes:
+            raise InvocationError(
+                codes.FORBIDDEN,
+                f"namespace '{declared}' not allowed for this session (permitted: {', '.join(sorted(scopes))})",
+                function_id=WORKERS_REGISTER,
+            )
+
+    def middleware_input(self, msg: InvokeFunction, namespace: str) -> dict[str, Any]:
+        return {
+            "function_id": msg.function_id,
+            "payload": msg.data,
+            "action": msg.action,
+            "context": self.grants.context,
+            "namespace": namespace,
+        }
+
+    # ---- registrations ------------------------------------------------------------------------
+
+    def filed_as(self, kind: str, worker_id: str) -> str:
+        """The id a registration of `kind` that the worker calls `worker_id` was filed under."""
+        return self.renamed.get((kind, worker_id), worker_id)
+
+    async def vet_function(self, call: Call, msg: RegisterFunction, namespace: str) -> RegisterFunction | None:
+        """The registration to apply (maybe renamed by the hook or the prefix), or None when refused."""
+        if not self.grants.allow_function_registration:
+            log.warning("function %s refused: this session may not register functions", msg.id)
+            return None
+        vetted = msg
+        hook = self.rbac.on_function_registration_function_id if self.rbac else None
+        if hook is not None:
+            answer = await _hook(
+                call,
+                hook,
+                {
+                    "function_id": msg.id,
+                    "description": msg.description,
+                    "metadata": msg.metadata,
+                    "namespace": namespace,
+                    "context": self.grants.context,
+                },
+                f"function {msg.id}",
+            )
+            if answer is None:
+                return None
+            vetted = replace(
+                msg,
+                id=_text(answer, "function_id", msg.id),
+                description=_text(answer, "description", msg.description),
+                metadata=answer["metadata"] if isinstance(answer.get("metadata"), dict) else msg.metadata,
+            )
+        vetted = replace(vetted, id=self._prefixed(vetted.id))
+        self._remember("function", msg.id, vetted.id)
+        return vetted
+
+    async def vet_trigger_type(self, call: Call, msg: RegisterTriggerType) -> RegisterTriggerType | None:
+        if not self.grants.allow_trigger_type_registration:
+            log.warning("trigger type %s refused: this session may not register trigger types", msg.id)
+            return None
+        hook = self.rbac.on_trigger_type_registration_function_id if self.rbac else None
+        if hook is None:
+            return msg
+        answer = await _hook(
+            call,
+            hook,
+            {"trigger_type_id": msg.id, "description": msg.description, "context": self.grants.context},
+            f"trigger type {msg.id}",
+        )
+        if answer is None:
+            return None
+        vetted = replace(
+            msg, id=_text(answer, "trigger_type_id", msg.id), description=_text(answer, "description", msg.description)
+        )
+        self._remember("trigger_type", msg.id, vetted.id)
+        return vetted
+
+    async def vet_trigger(self, call: Call, msg: RegisterTrigger) -> RegisterTrigger | None:
+        """The binding to apply, or None when its type is not allowed or the hook refuses it. Whether the
+        target may be reached is the caller's check (`denial`), since a refusal there is answered."""
+        allowed_types = self.grants.allowed_trigger_types
+        if allowed_types is not None and msg.trigger_type not in allowed_types:
+            log.warning("trigger %s refused: type %s is not allowed for this session", msg.id, msg.trigger_type)
+            return None
+        vetted = msg
+        hook = self.rbac.on_trigger_registration_function_id if self.rbac else None
+        if hook is not None:
+            answer = await _hook(
+                call,
+                hook,
+                {
+                    "trigger_id": msg.id,
+                    "trigger_type": msg.trigger_type,
+                    "function_id": msg.function_id,
+                    "config": msg.config,
+                    "metadata": msg.metadata,
+                    "namespace": msg.namespace or DEFAULT,
+                    "context": self.grants.context,
+                },
+                f"trigger {msg.id}",
+            )
+            if answer is None:
+                return None
+            vetted = replace(
+                msg,
+                id=_text(answer, "trigger_id", msg.id),
+                trigger_type=_text(answer, "trigger_type", msg.trigger_type),
+                function_id=_text(answer, "function_id", msg.function_id),
+                config=msg.config if answer.get("config") is None else answer["config"],
+            )
+        vetted = replace(vetted, function_id=self._prefixed(vetted.function_id))
+        self._remember("trigger", msg.id, vetted.id)
+        return vetted
+
+    def _prefixed(self, function_id: str) -> str:
+        prefix = self.grants.function_registration_prefix
+        return f"{prefix}::{function_id}" if prefix else function_id
+
+    def _remember(self, kind: str, worker_id: str, filed: str) -> None:
+        if filed != worker_id:
+            self.renamed[(kind, worker_id)] = filed
+        else:
+            self.renamed.pop((kind, worker_id), None)
+
+
+async def open_session(
+    call: Call,
+    rbac: RbacConfig | None,
+    middleware_function_id: str | None,
+    *,
+    headers: dict[str, str],
+    query_params: dict[str, list[str]],
+    ip_address: str,
+) -> Session:
+    """Authenticate a new connection; raise AuthError when it may not connect."""
+    if rbac is None or rbac.auth_function_id is None:
+        return Session(rbac, middleware_function_id, AuthResult(allow_trigger_type_registration=True))
+    request = {"headers": headers, "query_params": query_params, "ip_address": ip_address}
+    try:
+        answer = await call(rbac.auth_function_id, request)
+    except InvocationError as exc:
+        raise AuthError(exc.message) from None
+    if answer is None:
+        raise AuthError("auth function returned no result")
+    try:
+        grants = AuthResult.model_validate(answer)
+    except ValidationError as exc:
+        raise AuthError(f"auth function result: {first_error(exc, 'result')}") from None
+    return Session(rbac, middleware_function_id, grants)
+
+
+async def _hook(call: Call, hook: str, data: dict[str, Any], what: str) -> dict[str, Any] | None:
+    """A registration hook's answer: an object (fields to change) admits; an error or anything else refuses."""
+    try:
+        answer = await call(hook, data)
+    except InvocationError as exc:
+        log.warning("%s refused by %s: %s", what, hook, exc)
+        return None
+    if not isinstance(answer, dict):
+        log.warning("%s refused by %s: it answered %r, not an object", what, hook, answer)
+        return None
+    return answer
+
+
+def _text(answer: dict[str, Any], key: str, current: Any) -> Any:
+    value = answer.get(key)
+    return value if isinstance(value, str) else current
