@@ -116,9 +116,8 @@ async def test_provider_killed_mid_stream_ends_the_turn_once(
         provider = spawn_worker(procs, tmp_path / "provider.py", PROVIDER, engine_proc.ws_url)
         harness = Harness(workers[-1], [])
         await until_registered(harness.client, "provider::scripted::load")
-        # 3,000 one-character deltas: every delta is an event the orchestrator stores before reading the next,
-        # so the stream runs for seconds and the kill lands in the middle of it.
-        model = await harness.script("slow", [{"text": "x" * 3000, "chunk_size": 1}])
+        # 1,000 one-character deltas 5 ms apart: the stream runs for seconds and the kill lands in the middle of it.
+        model = await harness.script("slow", [{"text": "x" * 1000, "chunk_size": 1, "chunk_delay_ms": 5}])
         await harness.start("s-kill", "talk", model=model)
 
         async def streaming() -> bool:

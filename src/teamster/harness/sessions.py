@@ -28,6 +28,7 @@ from teamster.harness.contracts import (
     ThinkingBlock,
     UserMessage,
 )
+from teamster.harness.owned import OwnedCache
 from teamster.protocol.errors import InvocationError
 from teamster.sdk import Worker
 
@@ -35,6 +36,7 @@ META_SCOPE = "session_tree_meta"
 INBOX_SCOPE = "session_inbox"
 FORK_SUMMARY_THRESHOLD = 50  # a fork of a longer path starts from one branch_summary entry
 SUMMARY_CHARS = 80
+ENTRIES_REMEMBERED = 256  # sessions whose entries the worker keeps in memory (it is their only writer)
 COMPACTED_PREFIX = "The conversation before this point was compacted into this summary:"
 
 SESSION_NOT_FOUND = "session_not_found"
@@ -360,7 +362,10 @@ def create_worker() -> Worker:
     @worker.function("session-inbox::drain")
     async def drain(req: InboxRef) -> Items:
         """Take every item of a session inbox, atomically."""
-        old = await store.update(INBOX_SCOPE, inbox_key(req.session_id, req.name), {"type": "set", "value": []})
+        key = inbox_key(req.session_id, req.name)
+        if not await worker.trigger("state::get", {"scope": INBOX_SCOPE, "key": key}):
+            return Items(items=[])  # the usual case, read without a write; an item pushed now waits for the next drain
+        old = await store.update(INBOX_SCOPE, key, {"type": "set", "value": []})
         return Items(items=unwrap(old))
 
     return worker
@@ -374,11 +379,18 @@ class _Store:
         # Appends to one session run one at a time: two writers (a turn and a compaction) picking the
         # same leaf as parent would fork the session, hiding one of the two entries from the active path.
         self._appending: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # This worker is the only writer of entries: recent sessions are read back from memory.
+        self._entries: OwnedCache[list[SessionEntry]] = OwnedCache(worker, size=ENTRIES_REMEMBERED)
 
     async def entries(self, session_id: str) -> list[SessionEntry]:
         """Every entry, sorted by (timestamp, id): state::list returns values in no useful order."""
+        cached = self._entries.get(session_id)
+        if cached is not None:
+            return list(cached)
         rows = await self.worker.trigger("state::list", {"scope": entries_scope(session_id)})
-        return sorted(_ENTRIES.validate_python(rows), key=lambda e: (e.timestamp, e.id))
+        entries = sorted(_ENTRIES.validate_python(rows), key=_entry_order)
+        self._entries.put(session_id, entries)
+        return list(entries)
 
     async def meta(self, session_id: str) -> SessionMeta | None:
         stored = await self.worker.trigger("state::get", {"scope": META_SCOPE, "key": session_id})
@@ -475,12 +487,15 @@ class _Store:
         if not new:
             return
         scope = entries_scope(session_id)
+        self._entries.discard(session_id)  # until every write is known to have landed
         replies = await asyncio.gather(
             *(
                 self.worker.trigger("state::set", {"scope": scope, "key": e.id, "value": e.model_dump(mode="json")})
                 for e in new
             )
         )
+        written = {e.id for e in new}
+        self._entries.put(session_id, sorted([*(e for e in known if e.id not in written), *new], key=_entry_order))
         # A concurrent redelivery may have written the same id first: only keys created here count.
         created = sum(1 for reply in replies if reply.get("old_value") is None)
         ops: list[dict[str, Any]] = [
@@ -500,6 +515,10 @@ class _Store:
 
 
 # ---- tree logic ------------------------------------------------------------------------------
+
+
+def _entry_order(entry: SessionEntry) -> tuple[int, str]:
+    return entry.timestamp, entry.id
 
 
 class _EntryIds:

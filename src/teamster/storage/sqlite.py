@@ -118,17 +118,33 @@ class SqliteState:
     async def put(self, scope: str, key: str, value: Any, *, revision: int | None = None) -> Entry:
         """Store `value`; with `revision`, only if the stored revision still equals it (0 = absent)."""
         encoded = orjson.dumps(value)
-        with _transaction(self._conn):
+        if revision is None:
+            with _transaction(self._conn):
+                current = self._read(scope, key)
+                self._write(scope, key, encoded, current)
+        else:
+            # No transaction needed: the write itself checks the revision, so the value read is the one replaced.
             current = self._read(scope, key)
-            current_revision = 0 if current is None else current.revision
-            if revision is not None and revision != current_revision:
-                raise RevisionConflict(f"{scope}/{key}: expected revision {revision}, found {current_revision}")
-            self._conn.execute(
-                "INSERT OR REPLACE INTO state (scope, key, value, revision) VALUES (?, ?, ?, ?)",
-                (scope, key, encoded, current_revision + 1),
-            )
+            found = 0 if current is None else current.revision
+            if found != revision or not self._write(scope, key, encoded, current):
+                raise RevisionConflict(f"{scope}/{key}: expected revision {revision}, found {found}")
+        new_revision = 1 if current is None else current.revision + 1
         self._watchers.notify(StateChange(scope, key, None if current is None else current.value, value))
-        return Entry(value, current_revision + 1)
+        return Entry(value, new_revision)
+
+    def _write(self, scope: str, key: str, encoded: bytes, current: Entry | None) -> bool:
+        """Replace `current` (None: create); False when another writer got there first."""
+        if current is None:
+            cursor = self._conn.execute(
+                "INSERT INTO state (scope, key, value, revision) VALUES (?, ?, ?, 1) ON CONFLICT DO NOTHING",
+                (scope, key, encoded),
+            )
+        else:
+            cursor = self._conn.execute(
+                "UPDATE state SET value = ?, revision = ? WHERE scope = ? AND key = ? AND revision = ?",
+                (encoded, current.revision + 1, scope, key, current.revision),
+            )
+        return cursor.rowcount == 1
 
     async def delete(self, scope: str, key: str) -> Entry | None:
         """Remove and return the entry, or None when there was none."""
@@ -322,12 +338,13 @@ class SqliteStreams:
     async def set(self, stream: str, group: str, item: str, data: Any) -> Any | None:
         """Store and return the previous value."""
         encoded = orjson.dumps(data)
-        with _transaction(self._conn):
-            previous = self._read(stream, group, item)
-            self._conn.execute(
-                "INSERT OR REPLACE INTO stream_items (stream, item_group, item, data) VALUES (?, ?, ?, ?)",
-                (stream, group, item, encoded),
-            )
+        # No transaction: nothing here awaits, so only another process writing this very item between the two
+        # statements could make `previous` stale, and stream items have a single writer each.
+        previous = self._read(stream, group, item)
+        self._conn.execute(
+            "INSERT OR REPLACE INTO stream_items (stream, item_group, item, data) VALUES (?, ?, ?, ?)",
+            (stream, group, item, encoded),
+        )
         return previous
 
     async def delete(self, stream: str, group: str, item: str) -> Any | None:

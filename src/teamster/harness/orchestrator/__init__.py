@@ -94,6 +94,8 @@ def create_worker(settings: Settings | None = None) -> Worker:
         rec.last_assistant = message
         rec.awaiting_approval = []
         rec.work = None
+        rec.state = "stopped"
+        await rt.checkpoint(rec)  # first: a step starting or finishing from now on sees the run stopped
         await rt.append(req.session_id, message, f"{rec.started_at_ms}-t{rec.turn_count}-aborted")
         await rt.emit(
             req.session_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from pydantic import TypeAdapter
 
 from teamster.harness.contracts import AgentMessage, AssistantMessage, ErrorKind, StopReason, TextBlock
 from teamster.harness.orchestrator.record import PARKED, RunRequest, TurnRecord
+from teamster.harness.owned import OwnedCache
 from teamster.sdk import Enqueue, Worker
 
 RECORDS = "turn_state"
@@ -57,6 +59,9 @@ class Runtime:
     def __init__(self, worker: Worker, settings: Settings) -> None:
         self.worker = worker
         self.settings = settings
+        # This worker is the only writer of records and requests: it reads them back from memory.
+        self._records: OwnedCache[dict[str, Any]] = OwnedCache(worker)
+        self._requests: OwnedCache[dict[str, Any]] = OwnedCache(worker)
 
     async def call(self, function_id: str, payload: Any, timeout: float | None = None) -> Any:
         return await self.worker.trigger(function_id, payload, timeout=timeout)
@@ -64,7 +69,8 @@ class Runtime:
     # ---- the record ---------------------------------------------------------------------------
 
     async def load(self, session_id: str) -> TurnRecord | None:
-        raw = await self.call("state::get", {"scope": RECORDS, "key": session_id})
+        """A fresh copy of the stored record, or None."""
+        raw = await self._read(self._records, RECORDS, session_id)
         return TurnRecord.model_validate(raw) if raw is not None else None
 
     async def save(self, rec: TurnRecord, previous: TurnRecord | None) -> None:
@@ -87,7 +93,7 @@ class Runtime:
 
     async def checkpoint(self, rec: TurnRecord) -> None:
         """A silent write: no event, no wake (after every executed call)."""
-        await self.call("state::set", {"scope": RECORDS, "key": rec.session_id, "value": rec.model_dump(mode="json")})
+        await self._write(self._records, RECORDS, rec.session_id, rec.model_dump(mode="json"))
 
     async def wake(self, session_id: str, state: str) -> None:
         await self.worker.trigger(f"turn::{state}", {"session_id": session_id}, action=Enqueue(self.settings.queue))
@@ -95,18 +101,37 @@ class Runtime:
     # ---- the run request ----------------------------------------------------------------------
 
     async def request(self, session_id: str) -> RunRequest:
-        raw = await self.call("state::get", {"scope": REQUESTS, "key": session_id})
+        raw = await self._read(self._requests, REQUESTS, session_id)
         if raw is None:
             raise LookupError(f"no run request for session {session_id}")
         return RunRequest.model_validate(raw)
 
     async def save_request(self, session_id: str, request: RunRequest) -> None:
-        await self.call("state::set", {"scope": REQUESTS, "key": session_id, "value": request.model_dump(mode="json")})
+        await self._write(self._requests, REQUESTS, session_id, request.model_dump(mode="json"))
+
+    async def _read(self, cache: OwnedCache[dict[str, Any]], scope: str, key: str) -> dict[str, Any] | None:
+        raw = cache.get(key)
+        if raw is None:
+            raw = await self.call("state::get", {"scope": scope, "key": key})
+            if raw is not None:
+                cache.put(key, raw)
+        return raw
+
+    async def _write(self, cache: OwnedCache[dict[str, Any]], scope: str, key: str, value: dict[str, Any]) -> None:
+        cache.put(key, value)  # before the write, so concurrent writers leave the cache in the order they wrote
+        try:
+            await self.call("state::set", {"scope": scope, "key": key, "value": value})
+        except BaseException:
+            cache.discard(key)  # it may or may not have been stored: read it back next time
+            raise
 
     # ---- events and transcript ----------------------------------------------------------------
 
     async def emit(self, session_id: str, event: dict[str, Any]) -> None:
         await self.call("events::emit", {"session_id": session_id, "event": event})
+
+    def outbox(self, session_id: str) -> Outbox:
+        return Outbox(self, session_id)
 
     async def messages(self, session_id: str) -> list[AgentMessage]:
         reply = await self.call("session-tree::messages", {"session_id": session_id})
@@ -118,3 +143,44 @@ class Runtime:
             "session-tree::append",
             {"session_id": session_id, "message": message.model_dump(mode="json"), "entry_id": entry_id},
         )
+
+
+class Outbox:
+    """A session's events sent in order without waiting: those that queue up during a send go in one batch."""
+
+    def __init__(self, rt: Runtime, session_id: str) -> None:
+        self._rt = rt
+        self._session_id = session_id
+        self._queued: list[dict[str, Any]] = []
+        self._sending: asyncio.Task[None] | None = None
+
+    def push(self, event: dict[str, Any]) -> None:
+        self._queued.append(event)
+        if self._sending is None:
+            self._start()
+
+    async def flush(self) -> None:
+        """Wait until everything pushed is stored; a failed send raises here."""
+        while self._sending is not None:
+            await self._sending  # `_sent` runs first: it clears `_sending` or starts the next send
+
+    def discard(self) -> None:
+        """Send nothing more (the step was aborted or failed); a batch already on its way still lands whole."""
+        self._queued.clear()
+        self._sending = None
+
+    def _start(self) -> None:
+        self._sending = asyncio.ensure_future(self._send())
+        self._sending.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        if task is not self._sending or task.cancelled() or task.exception() is not None:
+            return  # a failure stays in `_sending`, for `flush` to raise
+        self._sending = None
+        if self._queued:  # pushed after the send loop ended, before this callback ran
+            self._start()
+
+    async def _send(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            await self._rt.call("events::emit", {"session_id": self._session_id, "events": batch})

@@ -107,23 +107,27 @@ class Steps:
                 raise RuntimeError("the context does not fit the model even after compaction")
             messages = await rt.messages(sid)
 
-        async def on_partial(event: PartialEvent) -> None:
-            await rt.emit(
-                sid,
+        updates = rt.outbox(sid)  # a fast provider's deltas go out in batches, a slow one's one by one
+
+        def on_partial(event: PartialEvent) -> None:
+            updates.push(
                 {
                     "type": "message_update",
                     "message": event.partial.model_dump(mode="json"),
                     "llm_event": event.model_dump(mode="json"),
-                },
+                }
             )
 
         stream = asyncio.ensure_future(stream_assistant(rt, request, messages, on_partial))
         self.streams[sid] = stream
         try:
             assistant, streamed = await stream
-        except asyncio.CancelledError:
+            await updates.flush()
+        except BaseException as exc:
+            updates.discard()
             current = asyncio.current_task()
-            if stream.cancelled() and (current is None or not current.cancelling()):
+            cancelled_by_abort = stream.cancelled() and (current is None or not current.cancelling())
+            if isinstance(exc, asyncio.CancelledError) and cancelled_by_abort:
                 raise Superseded from None  # run::abort cancelled the stream, not our caller
             raise
         finally:

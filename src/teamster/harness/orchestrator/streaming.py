@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -26,7 +26,7 @@ from teamster.sdk import ChannelReader
 EVENT: TypeAdapter[AssistantMessageEvent] = TypeAdapter(AssistantMessageEvent)
 READER_GRACE_S = 2.0  # after the provider call ends, how long its last frames may still take
 
-OnPartial = Callable[[PartialEvent], Awaitable[None]]
+OnPartial = Callable[[PartialEvent], None]
 
 
 async def stream_assistant(
@@ -61,7 +61,7 @@ async def stream_assistant(
                 outcome["final"] = event.error
             elif isinstance(event, PartialEvent):
                 outcome["streamed"] = outcome["streamed"] or event.type == "text_delta"
-                await on_partial(event)
+                on_partial(event)
 
     reading = asyncio.ensure_future(pump())
     try:

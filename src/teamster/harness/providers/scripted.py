@@ -20,6 +20,7 @@ import copy
 import json
 import math
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -79,6 +80,7 @@ class Turn(_Strict):
     latency_ms: int = Field(default=0, ge=0)  # waited before the first content event
     error: ScriptedError | None = None  # streamed content first, then this error
     chunk_size: int | None = Field(default=None, gt=0)  # None: each block in one delta
+    chunk_delay_ms: int = Field(default=0, ge=0)  # waited between two deltas of a block
     stop_reason: StopReason | None = None  # default: function_call when there are calls, else end
 
 
@@ -202,13 +204,13 @@ async def play(turn: Turn, index: int, req: StreamRequest, out: EventWriter) -> 
     reply_chars = 0
     if turn.thinking:
         await out.thinking_start()
-        for piece in _chunks(turn.thinking, turn.chunk_size):
+        async for piece in _paced(turn.thinking, turn):
             await out.thinking(piece)
         await out.end_block()
         reply_chars += len(turn.thinking)
     if turn.text:
         await out.text_start()
-        for piece in _chunks(turn.text, turn.chunk_size):
+        async for piece in _paced(turn.text, turn):
             await out.text(piece)
         await out.end_block()
         reply_chars += len(turn.text)
@@ -216,7 +218,7 @@ async def play(turn: Turn, index: int, req: StreamRequest, out: EventWriter) -> 
         # Unique like a real provider's ids: a run's agents share one approval list keyed by call id.
         await out.function_call_start(call.id or f"call_{index}_{n}_{uuid.uuid4().hex[:8]}", call.function_id)
         encoded = json.dumps(call.arguments)
-        for piece in _chunks(encoded, turn.chunk_size):
+        async for piece in _paced(encoded, turn):
             await out.function_call_delta(piece)
         await out.function_call_end(call.arguments)
         reply_chars += len(encoded)
@@ -271,10 +273,13 @@ def _tokens(chars: int) -> int:
     return math.ceil(chars / 4)
 
 
-def _chunks(text: str, size: int | None) -> list[str]:
-    if not size:
-        return [text]
-    return [text[i : i + size] for i in range(0, len(text), size)]
+async def _paced(text: str, turn: Turn) -> AsyncIterator[str]:
+    """`text` in `chunk_size` pieces, `chunk_delay_ms` apart."""
+    size = turn.chunk_size or len(text) or 1
+    for i in range(0, len(text), size):
+        if i and turn.chunk_delay_ms:
+            await asyncio.sleep(turn.chunk_delay_ms / 1000)
+        yield text[i : i + size]
 
 
 def _object_example(tool: FunctionSpec) -> dict[str, Any]:
