@@ -45,6 +45,8 @@ workers:
         expose_functions:
           - match("public::*")
           - match("engine::functions::list")
+          - match("engine::functions::info")
+          - match("engine::register_trigger")
           - metadata: {{exposed: true}}
 """
 
@@ -398,6 +400,128 @@ async def test_a_scoped_session_declares_and_calls_only_in_its_namespaces(
             "namespace": "orders",
         }
     ]
+
+
+# ---- introspection and durable bindings -------------------------------------------------------
+
+
+async def test_a_session_lists_and_describes_only_the_functions_it_may_call(
+    listeners: Listeners, authority: Authority
+) -> None:
+    async with RawPeer(as_(listeners, "restricted")) as peer:
+        await peer.name("viewer")
+        listed = await peer.call("engine::functions::list", {})
+        # public::echo is forbidden by name, private::* is neither granted nor exposed, rbac::* is not exposed.
+        assert [row["function_id"] for row in listed["result"]["functions"]] == ["meta::tagged", "public::other"]
+        listed = await peer.call("engine::functions::list", {"include_internal": True, "prefix": "engine::"})
+        assert [row["function_id"] for row in listed["result"]["functions"]] == [
+            "engine::channels::create",  # the infrastructure ids are always callable, so always listed
+            "engine::custom",  # exposed by its metadata
+            "engine::functions::info",
+            "engine::functions::list",
+            "engine::log::debug",
+            "engine::log::error",
+            "engine::log::info",
+            "engine::log::trace",
+            "engine::log::warn",
+            "engine::register_trigger",
+            "engine::workers::register",
+        ]
+
+        reply = await peer.call("engine::functions::info", {"function_id": "public::other"})
+        assert reply["result"]["function_id"] == "public::other"
+        for hidden in ("public::echo", "private::secret"):
+            reply = await peer.call("engine::functions::info", {"function_id": hidden}, invocation_id="i1")
+            assert reply == {
+                "type": "invocationresult",
+                "invocation_id": "i1",
+                "function_id": "engine::functions::info",
+                "error": {"code": "FORBIDDEN", "message": f"Function '{hidden}' is not visible to this session."},
+            }
+        reply = await peer.call("engine::functions::info", {"function_id": "nope::missing"})
+        assert reply["error"] == {
+            "code": "function_not_found",
+            "message": "Function nope::missing not found in namespace default",
+        }
+        # A batch leaves hidden ids out, as it leaves out unknown ones.
+        batch = ["public::echo", "public::other", "nope::missing", "meta::tagged", "private::secret"]
+        reply = await peer.call("engine::functions::info", {"function_ids": batch})
+        assert [row["function_id"] for row in reply["result"]["functions"]] == ["public::other", "meta::tagged"]
+
+    async with RawPeer(as_(listeners, "admin")) as peer:  # a grant shows what it grants
+        await peer.name("admin-viewer")
+        listed = await peer.call("engine::functions::list", {"prefix": "private::"})
+        assert [row["function_id"] for row in listed["result"]["functions"]] == ["private::granted"]
+        reply = await peer.call("engine::functions::info", {"function_id": "private::granted"})
+        assert reply["result"]["function_id"] == "private::granted"
+
+
+async def test_a_namespace_grant_shows_the_function_in_that_namespace_only(
+    listeners: Listeners, authority: Authority
+) -> None:
+    orders = Worker("orders-svc", namespace="orders", tracing=False)
+    orders.register_function("svc::get", lambda data: data)
+    elsewhere = Worker("default-svc", tracing=False)  # the same id in `default`, which the grant does not cover
+    elsewhere.register_function("svc::get", lambda data: data)
+    async with (
+        orders.connect(listeners.plain, wait=5),
+        elsewhere.connect(listeners.plain, wait=5),
+        RawPeer(as_(listeners, "scoped")) as peer,
+    ):
+        await eventually(lambda: _count(authority, "svc::get", 2))
+        listed = await peer.call("engine::functions::list", {})
+        assert [(r["function_id"], r["namespace"]) for r in listed["result"]["functions"]] == [
+            ("meta::tagged", "default"),  # the listener's expose_functions hold for every session
+            ("public::echo", "default"),
+            ("public::other", "default"),
+            ("svc::get", "orders"),
+        ]
+        reply = await peer.call("engine::functions::info", {"function_id": "svc::get", "namespace": "orders"})
+        assert (reply["result"]["function_id"], reply["result"]["namespace"]) == ("svc::get", "orders")
+        reply = await peer.call("engine::functions::info", {"function_id": "svc::get"})
+        assert reply["error"] == {"code": "FORBIDDEN", "message": "Function 'svc::get' is not visible to this session."}
+
+
+async def _count(me: Authority, function_id: str, expected: int) -> bool:
+    return (await me.ids()).count(function_id) == expected
+
+
+async def test_a_plain_listener_worker_still_sees_every_function(listeners: Listeners, authority: Authority) -> None:
+    async with RawPeer(listeners.plain) as peer:
+        await peer.name("plain-viewer")
+        listed = await peer.call("engine::functions::list", {"prefix": "private::"})
+        assert [row["function_id"] for row in listed["result"]["functions"]] == ["private::granted", "private::secret"]
+        reply = await peer.call("engine::functions::info", {"function_ids": ["private::secret", "rbac::auth"]})
+        assert [row["function_id"] for row in reply["result"]["functions"]] == ["private::secret", "rbac::auth"]
+    assert {"public::echo", "rbac::auth", "engine::workers::list"} <= set(await authority.ids())
+
+
+async def test_a_session_binds_durably_only_allowed_types_to_targets_it_may_call(
+    listeners: Listeners, authority: Authority
+) -> None:
+    def durable(trigger_type: str, function_id: str) -> dict[str, Any]:
+        return {"trigger_type": trigger_type, "function_id": function_id, "config": {"k": 1}}
+
+    async with RawPeer(as_(listeners, "restricted")) as peer:
+        await peer.name("durable-binder")
+        reply = await peer.call("engine::register_trigger", durable("tt::other", "public::other"))
+        assert reply["error"] == {
+            "code": "FORBIDDEN",
+            "message": "Trigger type 'tt::other' is not allowed for this session.",
+        }
+        reply = await peer.call("engine::register_trigger", durable("tt::ok", "private::secret"))
+        assert reply["error"] == forbidden("private::secret")
+        assert await authority.bindings() == {}
+        reply = await peer.call("engine::register_trigger", durable("tt::ok", "public::other"))
+        allowed = reply["result"]["id"]
+    async with RawPeer(as_(listeners, "prefix")) as peer:
+        await peer.name("tenant-binder")
+        reply = await peer.call("engine::register_trigger", durable("tt::any", "calc"))
+        prefixed = reply["result"]["id"]
+    bindings = await authority.bindings()
+    assert set(bindings) == {allowed, prefixed}  # durable: they outlive the sessions that made them
+    assert (bindings[allowed]["trigger_type"], bindings[allowed]["function_id"]) == ("tt::ok", "public::other")
+    assert (bindings[prefixed]["trigger_type"], bindings[prefixed]["function_id"]) == ("tt::any", "tenant::calc")
 
 
 # ---- registrations ----------------------------------------------------------------------------

@@ -243,7 +243,7 @@ class Session:
                 description=_text(answer, "description", msg.description),
                 metadata=answer["metadata"] if isinstance(answer.get("metadata"), dict) else msg.metadata,
             )
-        vetted = replace(vetted, id=self._prefixed(vetted.id))
+        vetted = replace(vetted, id=self.prefixed(vetted.id))
         self._remember("function", msg.id, vetted.id)
         return vetted
 
@@ -271,8 +271,7 @@ class Session:
     async def vet_trigger(self, call: Call, msg: RegisterTrigger) -> RegisterTrigger | None:
         """The binding to apply, or None when its type is not allowed or the hook refuses it. Whether the
         target may be reached is the caller's check (`denial`), since a refusal there is answered."""
-        allowed_types = self.grants.allowed_trigger_types
-        if allowed_types is not None and msg.trigger_type not in allowed_types:
+        if not self.allows_trigger_type(msg.trigger_type):
             log.warning("trigger %s refused: type %s is not allowed for this session", msg.id, msg.trigger_type)
             return None
         vetted = msg
@@ -301,11 +300,16 @@ class Session:
                 function_id=_text(answer, "function_id", msg.function_id),
                 config=msg.config if answer.get("config") is None else answer["config"],
             )
-        vetted = replace(vetted, function_id=self._prefixed(vetted.function_id))
+        vetted = replace(vetted, function_id=self.prefixed(vetted.function_id))
         self._remember("trigger", msg.id, vetted.id)
         return vetted
 
-    def _prefixed(self, function_id: str) -> str:
+    def allows_trigger_type(self, trigger_type: str) -> bool:
+        allowed = self.grants.allowed_trigger_types
+        return allowed is None or trigger_type in allowed
+
+    def prefixed(self, function_id: str) -> str:
+        """The id a function or binding target is filed under: `prefix::id` when the session has a prefix."""
         prefix = self.grants.function_registration_prefix
         return f"{prefix}::{function_id}" if prefix else function_id
 

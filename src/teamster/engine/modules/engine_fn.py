@@ -11,6 +11,7 @@ from pydantic import Field
 
 from teamster.engine.builtin import BindingSet, Input, Module, parse
 from teamster.engine.connection import Connection
+from teamster.engine.rbac import Session
 from teamster.engine.registry import FunctionEntry, Invocation
 from teamster.engine.triggers import Binding, TriggerConfigError
 from teamster.protocol import InvocationError
@@ -120,6 +121,7 @@ class EngineFunctions(Module):
     async def _list_functions(self, inv: Invocation) -> dict[str, Any]:
         req = parse(ListFunctions, inv.data, inv.function_id)
         names = set(req.workers or []) | ({req.worker} if req.worker else set())
+        session = _session(inv)
         rows = []
         for entry in sorted(self.engine.functions.all(), key=lambda e: (e.namespace, e.id)):
             if not req.include_internal and _is_internal(entry):
@@ -130,6 +132,8 @@ class EngineFunctions(Module):
                 continue
             if names and entry.worker_name not in names:
                 continue
+            if not _visible(session, entry):
+                continue
             rows.append(_function_row(entry))
         return {"functions": rows}
 
@@ -138,14 +142,13 @@ class EngineFunctions(Module):
         ids = req.function_ids or ([req.function_id] if req.function_id else [])
         if not ids:
             raise InvocationError("INVALID_ARGUMENTS", "give function_id or function_ids", function_id=inv.function_id)
+        session = _session(inv)
         found = []
         for function_id in ids:
             entry = self.engine.functions.get(req.namespace, function_id)
-            if entry is None:
+            if entry is None or not _visible(session, entry):
                 if req.function_id:
-                    raise InvocationError(
-                        codes.FUNCTION_NOT_FOUND, f"Function {function_id} not found in namespace {req.namespace}"
-                    )
+                    raise _unavailable(entry, function_id, req.namespace)
                 continue
             triggers = [
                 b.summary()
@@ -225,6 +228,16 @@ class EngineFunctions(Module):
         req = parse(RegisterTrigger, inv.data, inv.function_id)
         if req.trigger_namespace is not None and not req.trigger_namespace.strip():
             raise InvocationError(codes.INVALID_NAMESPACE, "trigger_namespace must not be blank")
+        session = _session(inv)
+        if session is not None:  # as on the `registertrigger` path, minus the hook
+            if not session.allows_trigger_type(req.trigger_type):
+                raise InvocationError(
+                    codes.FORBIDDEN, f"Trigger type '{req.trigger_type}' is not allowed for this session."
+                )
+            req.function_id = session.prefixed(req.function_id)
+            # iii skips this check here; without it a binding would reach what the session may not call.
+            target = self.engine.functions.get("default", req.function_id)
+            session.check_call(req.function_id, "default", target.metadata if target is not None else None)
         binding_id = str(uuid.uuid4())
         record = req.model_dump()
         await self._bind_durable(binding_id, record, strict=True)
@@ -275,6 +288,23 @@ class EngineFunctions(Module):
         while True:
             await asyncio.sleep(CHANNEL_SWEEP_S)
             self.engine.channels.sweep()
+
+
+def _session(inv: Invocation) -> Session | None:
+    """The caller's RBAC session; None (sees and may do everything) off guarded listeners."""
+    return inv.caller.session if inv.caller is not None else None
+
+
+def _visible(session: Session | None, entry: FunctionEntry) -> bool:
+    """Introspection shows a session only what it may call (iii does the same)."""
+    return session is None or session.allows(entry.id, entry.namespace, entry.metadata)
+
+
+def _unavailable(entry: FunctionEntry | None, function_id: str, namespace: str) -> InvocationError:
+    """`engine::functions::info` on one id that is unknown, or known but hidden from the caller's session."""
+    if entry is None:
+        return InvocationError(codes.FUNCTION_NOT_FOUND, f"Function {function_id} not found in namespace {namespace}")
+    return InvocationError(codes.FORBIDDEN, f"Function '{function_id}' is not visible to this session.")
 
 
 def _is_internal(entry: FunctionEntry) -> bool:
