@@ -91,7 +91,7 @@ async def test_stream_trigger_events(connect: Connect) -> None:
     assert group == [
         {**base, "event": {"type": "create", "data": {"v": 1}}},
         {**base, "event": {"type": "update", "data": {"v": 2}}},
-        {**base, "event": {"type": "typing", "data": 7}},
+        {**base, "event": {"type": "event", "event": {"type": "typing", "data": 7}}},
         {**base, "event": {"type": "delete", "data": {"v": 2}}},
     ]
     assert one == [{**base, "groupId": "g2", "id": "m2", "event": {"type": "create", "data": "elsewhere"}}]

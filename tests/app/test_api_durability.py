@@ -30,6 +30,18 @@ def wildcard_config(path: Path, *, every_worker: bool) -> Path:
     return path
 
 
+async def test_an_open_stream_socket_without_an_auth_function_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "teamster.yaml"
+    config.write_text(yaml.safe_dump({"workers": [{"name": "iii-stream", "config": {"host": "0.0.0.0", "port": 0}}]}))
+    up = UpProcess(tmp_path, "--config", str(config), "--storage", "memory", env={"TEAMSTER_TOKEN": "a-secret"})
+    assert await up.run() == 2  # the token guards the run API, not this socket
+    lines = [line for line in up.output.splitlines() if line.strip()]
+    assert lines == [
+        "error: iii-stream listens on 0.0.0.0, beyond this machine, with no auth_function: "
+        "give it an auth_function, or listen on 127.0.0.1"
+    ], up.output
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:

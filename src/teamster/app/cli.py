@@ -106,7 +106,7 @@ def up(
             profile=profile,
         )
         token = os.environ.get("TEAMSTER_TOKEN") or None
-        _require_token_off_loopback(loaded, token)
+        _refuse_unguarded_listeners(loaded, token)
         # Imported here: the harness pulls in the provider SDKs (seconds), which `engine` and `worker` never need.
         from teamster.app.profiles import configured_workers
         from teamster.app.worker import create_worker as app_worker
@@ -232,6 +232,8 @@ def _addresses(running: Engine) -> list[str]:
         parts.append(f"ws://{_host(running, 'iii-worker-manager')}:{running.ports['ws']}")
     if "http" in running.ports:
         parts.append(f"http://{_host(running, 'iii-http')}:{running.ports['http']}")
+    if "stream" in running.ports:
+        parts.append(f"stream=ws://{_host(running, 'iii-stream')}:{running.ports['stream']}")
     where = f" ({config.data_dir / DB_FILE})" if config.storage == "sqlite" else ""
     parts.append(f"storage={config.storage}{where}")
     return parts
@@ -246,8 +248,16 @@ def _host(running: Engine, module_name: str) -> str:
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
-def _require_token_off_loopback(config: EngineConfig, token: str | None) -> None:
-    """Without a token, the run API (which spends on API keys) must not be reachable from other machines."""
+def _refuse_unguarded_listeners(config: EngineConfig, token: str | None) -> None:
+    """Unguarded, the run API (it spends on API keys) and the stream socket (transcripts) stay on this machine."""
+    stream = config.worker("iii-stream")
+    if stream is not None and "port" in stream.config and "auth_function" not in stream.config:
+        host = str(stream.config.get("host", "127.0.0.1"))
+        if host not in LOOPBACK:  # the token does not guard this socket: only an auth function does
+            raise UserError(
+                f"iii-stream listens on {host}, beyond this machine, with no auth_function: "
+                "give it an auth_function, or listen on 127.0.0.1"
+            )
     if token:
         return
     for name in ("iii-http", "iii-worker-manager"):

@@ -1,16 +1,28 @@
-"""`iii-stream`: items by stream, group and item id, custom streams and the `stream` trigger type (§4.3)."""
+"""`iii-stream`: items by stream, group and item id, custom streams, the `stream`, `stream:join` and
+`stream:leave` trigger types, and the client socket when a `port` is configured (§4.3)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from teamster.engine.builtin import BindingSet, Input, Module, parse
 from teamster.engine.modules.state import MISSING, UpdateOp, apply_ops, change_result, storage_errors
+from teamster.engine.modules.stream_ws import StreamSocket, stream_message
 from teamster.engine.registry import Invocation
 from teamster.protocol import InvocationError
 from teamster.storage import StreamAdapter
+
+
+class StreamConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    port: int | None = Field(default=None, ge=0, le=65535)  # None: no client socket (iii serves it on 3112)
+    host: str = "127.0.0.1"
+    auth_function: str | None = None  # called at each client's upgrade; grants the client's `context`
+    adapter: Any = None  # accepted for iii config files; items always live in the engine's storage
 
 
 class Stream(Input):
@@ -56,9 +68,13 @@ class StreamTrigger(Input):
 
 class Streams(Module):
     name = "iii-stream"
+    Config = StreamConfig
+    config: StreamConfig
 
     async def start(self) -> None:
         self._bindings = BindingSet(StreamTrigger)
+        joins: BindingSet[Input] = BindingSet()
+        leaves: BindingSet[Input] = BindingSet()
         for op, handler, description in (
             ("set", self._set, "Store a stream item and notify subscribers"),
             ("get", self._get, "Read a stream item"),
@@ -71,6 +87,19 @@ class Streams(Module):
         ):
             self.engine.builtin(f"stream::{op}", handler, description=description)
         await self.engine.builtin_type("stream", self._bindings, "Stream items created, updated, deleted or sent")
+        await self.engine.builtin_type("stream:join", joins, "A client joined a stream group or item")
+        await self.engine.builtin_type("stream:leave", leaves, "A client left a stream group or item")
+        self._socket: StreamSocket | None = None
+        if self.config.port is not None:
+            socket = StreamSocket(
+                self.engine, auth_function=self.config.auth_function, read=self.read, joins=joins, leaves=leaves
+            )
+            self.engine.ports["stream"] = await socket.start(self.config.host, self.config.port)
+            self._socket = socket
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await self._socket.stop()
 
     @property
     def _store(self) -> StreamAdapter:
@@ -87,8 +116,16 @@ class Streams(Module):
         self._notify_change(req, result, inv.function_id)
         return result
 
+    async def read(self, stream_name: str, group_id: str, item_id: str | None) -> Any:
+        """What a joining client is synced with: the item, or the group's items (custom streams included)."""
+        if item_id is None:
+            return await self._list_group(Group(stream_name=stream_name, group_id=group_id))
+        return await self._get_item(Item(stream_name=stream_name, group_id=group_id, item_id=item_id))
+
     async def _get(self, inv: Invocation) -> Any:
-        req = parse(Item, inv.data, inv.function_id)
+        return await self._get_item(parse(Item, inv.data, inv.function_id))
+
+    async def _get_item(self, req: Item) -> Any:
         return await self._run(
             "get",
             req,
@@ -105,11 +142,13 @@ class Streams(Module):
         result = await self._run("delete", req, "STREAM_DELETE_ERROR", store)
         old = _object(result, inv.function_id).get("old_value")
         if old is not None:
-            self._notify(req, req.item_id, "delete", old)
+            self._notify(req, req.item_id, {"type": "delete", "data": old})
         return result
 
     async def _list(self, inv: Invocation) -> Any:
-        req = parse(Group, inv.data, inv.function_id)
+        return await self._list_group(parse(Group, inv.data, inv.function_id))
+
+    async def _list_group(self, req: Group) -> Any:
         return await self._run(
             "list", req, "STREAM_GET_GROUP_ERROR", lambda: self._store.list(req.stream_name, req.group_id)
         )
@@ -127,7 +166,7 @@ class Streams(Module):
 
     async def _send(self, inv: Invocation) -> None:
         req = parse(Send, inv.data, inv.function_id)
-        self._notify(req, req.id, req.type, req.data)
+        self._notify(req, req.id, {"type": "event", "event": {"type": req.type, "data": req.data}})
 
     async def _update(self, inv: Invocation) -> Any:
         req = parse(UpdateItem, inv.data, inv.function_id)
@@ -155,19 +194,15 @@ class Streams(Module):
     def _notify_change(self, req: Item, result: Any, function_id: str) -> None:
         change = _object(result, function_id)
         kind = "create" if change.get("old_value") is None else "update"
-        self._notify(req, req.item_id, kind, change.get("new_value"))
+        self._notify(req, req.item_id, {"type": kind, "data": change.get("new_value")})
 
-    def _notify(self, req: Group, item_id: str | None, kind: str, data: Any) -> None:
-        event = {
-            "type": "stream",
-            "timestamp": int(time.time() * 1000),
-            "streamName": req.stream_name,
-            "groupId": req.group_id,
-            "id": item_id,
-            "event": {"type": kind, "data": data},
-        }
+    def _notify(self, req: Group, item_id: str | None, event: dict[str, Any]) -> None:
+        """Fire the matching `stream` bindings and push to subscribed clients: both get the same message."""
+        message = stream_message(req.stream_name, req.group_id, item_id, event)
         bindings = self._bindings.matching(lambda c: c.wants(req.stream_name, req.group_id, item_id))
-        self.engine.fire_in_order(bindings, event)
+        self.engine.fire_in_order(bindings, message)
+        if self._socket is not None:
+            self._socket.push(message)
 
 
 def _object(result: Any, function_id: str) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def create_worker(settings: Settings | None = None) -> Worker:
         rec = await rt.load(req.session_id)
         if rec is None or rec.state in TERMINAL:
             return {"session_id": req.session_id, "aborted": False, "state": rec.state if rec else None}
-        previous = rec.model_copy(deep=True)
+        previous = rec.clone()
         message = own_message("run aborted by user", "aborted")
         rec.last_assistant = message
         rec.awaiting_approval = []

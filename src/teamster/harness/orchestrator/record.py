@@ -74,6 +74,10 @@ class TurnRecord(BaseModel):
     work: Work | None = None
     awaiting_approval: list[Pending] = Field(default_factory=list)
 
+    def clone(self) -> TurnRecord:
+        """An independent copy: a dump and validate round trip is several times faster than a deep copy."""
+        return TurnRecord.model_validate(self.model_dump())
+
     def view(self) -> dict[str, Any]:
         """`TurnStateView`: what the UI needs, nothing it does not."""
         out: dict[str, Any] = {"session_id": self.session_id, "state": self.state, "turn_count": self.turn_count}

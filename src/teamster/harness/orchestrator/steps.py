@@ -55,7 +55,7 @@ class Steps:
             raise InvocationError("TURN_NOT_FOUND", f"no turn for session {session_id}")
         if rec.state != state:
             return {"ok": True, "skipped": True, "reason": "stale"}
-        previous = rec.model_copy(deep=True)
+        previous = rec.clone()
         try:
             await self.handlers[state](rec)
         except Superseded:
@@ -350,7 +350,7 @@ class Steps:
         rec.state = "stopped"
 
     async def _fail(self, previous: TurnRecord, state: str, message: str) -> None:
-        rec = previous.model_copy(deep=True)
+        rec = previous.clone()
         rec.state = "failed"
         rec.error = TurnError(kind="transition_error", message=f"from {state}: {message}")
         error = own_message(rec.error.message, "error")
