@@ -96,3 +96,35 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+# Not registered yet, or the engine is restarting: worth another try.
+RETRYABLE = {"function_not_found", "CONNECTION_LOST", "TIMEOUT"}
+
+
+async def retry_call(call: Callable[[], Awaitable[Any]], timeout: float = 10) -> Any:
+    """`call()`'s result once it stops failing with a retryable code."""
+    result: list[Any] = []
+
+    async def attempt() -> bool:
+        try:
+            result.append(await call())
+        except InvocationError as exc:
+            if exc.code not in RETRYABLE:
+                raise
+            return False
+        return True
+
+    await eventually(attempt, timeout=timeout)
+    return result[0]
+
+
+async def until_callable(worker: Worker, function_id: str, payload: Any) -> Any:
+    """Registration frames are fire-and-forget: poll until the engine routes the call."""
+    return await retry_call(lambda: worker.trigger(function_id, payload, timeout=2))
+
+
+async def trigger_bound(worker: Worker, function_id: str) -> bool:
+    """Whether an active trigger binding targets `function_id`."""
+    listing = await worker.trigger("engine::registered-triggers::list", {})
+    return any(row["function_id"] == function_id and row["active"] for row in listing["triggers"])

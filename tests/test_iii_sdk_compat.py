@@ -15,12 +15,10 @@ from iii.iii import III
 from iii_helpers.observability.reconnection import ReconnectionConfig
 
 from teamster.sdk import InvocationError, Worker
-from tests.conftest import eventually
+from tests.conftest import eventually, retry_call, trigger_bound, until_callable
 from tests.engine_proc import EngineProcess
 
 pytestmark = pytest.mark.slow
-# Not registered yet, or the engine is restarting: worth another try.
-RETRYABLE = {"function_not_found", "CONNECTION_LOST", "TIMEOUT"}
 
 
 @pytest.fixture
@@ -53,11 +51,6 @@ async def teamster_worker(engine_proc: EngineProcess) -> AsyncIterator[Worker]:
     worker = Worker("teamster-compat")
     async with worker.connect(engine_proc.ws_url, wait=5):
         yield worker
-
-
-async def until_callable(worker: Worker, function_id: str, payload: Any) -> Any:
-    """Registration frames are fire-and-forget: poll until the engine routes the call."""
-    return await _retry(lambda: worker.trigger(function_id, payload, timeout=2))
 
 
 async def test_calls_both_ways(iii_client: III, teamster_worker: Worker) -> None:
@@ -118,7 +111,7 @@ async def test_state_and_state_trigger(iii_client: III, teamster_worker: Worker)
     seen: list[dict[str, Any]] = []
     iii_client.register_function("compat::on_change", lambda event: seen.append(event))
     iii_client.register_trigger({"type": "state", "function_id": "compat::on_change", "config": {"scope": "orders"}})
-    await eventually(lambda: _bound(teamster_worker, "compat::on_change"))
+    await eventually(lambda: trigger_bound(teamster_worker, "compat::on_change"))
 
     put = {"function_id": "state::set", "payload": {"scope": "orders", "key": "o1", "value": {"total": 3}}}
     assert await iii_client.trigger_async(put) == {"old_value": None, "new_value": {"total": 3}}
@@ -165,7 +158,7 @@ async def test_namespaced_worker(engine_proc: EngineProcess, teamster_worker: Wo
     client = await asyncio.to_thread(register_worker, engine_proc.ws_url, iii_options("orders-worker", "orders"))
     try:
         client.register_function("orders::create", lambda data: {"ns": "orders"})
-        result = await _retry(lambda: teamster_worker.trigger("orders::create", {}, namespace="orders"))
+        result = await retry_call(lambda: teamster_worker.trigger("orders::create", {}, namespace="orders"))
         assert result == {"ns": "orders"}
         with pytest.raises(InvocationError) as caught:
             await teamster_worker.trigger("orders::create", {}, namespace="default")
@@ -188,24 +181,3 @@ async def test_reconnects_after_engine_restart(engine_proc: EngineProcess, iii_c
 async def _listed(worker: Worker, function_id: str) -> bool:
     listing = await worker.trigger("engine::functions::list", {"prefix": function_id})
     return any(row["function_id"] == function_id for row in listing["functions"])
-
-
-async def _bound(worker: Worker, function_id: str) -> bool:
-    listing = await worker.trigger("engine::registered-triggers::list", {})
-    return any(row["function_id"] == function_id and row["active"] for row in listing["triggers"])
-
-
-async def _retry(call: Any, timeout: float = 10) -> Any:
-    result: list[Any] = []
-
-    async def attempt() -> bool:
-        try:
-            result.append(await call())
-        except InvocationError as exc:
-            if exc.code not in RETRYABLE:
-                raise
-            return False
-        return True
-
-    await eventually(attempt, timeout=timeout)
-    return result[0]

@@ -14,9 +14,8 @@ import aiohttp
 import pytest
 
 from teamster.sdk import InvocationError, Worker
-from tests.conftest import eventually
+from tests.conftest import eventually, trigger_bound, until_callable
 from tests.engine_proc import EngineProcess
-from tests.test_iii_sdk_compat import _bound, until_callable
 
 pytestmark = pytest.mark.slow
 NODE_DIR = Path(__file__).parent / "node"
@@ -153,7 +152,7 @@ async def test_node_http_trigger_serves_real_request(engine_proc: EngineProcess,
 
 
 async def test_node_state_and_state_trigger(node_worker: NodeWorker, teamster_worker: Worker) -> None:
-    await eventually(lambda: _bound(teamster_worker, "node::on_change"), timeout=10)
+    await eventually(lambda: trigger_bound(teamster_worker, "node::on_change"), timeout=10)
 
     put = {"scope": "orders", "key": "o1", "value": {"total": 3}}
     assert await node_trigger(teamster_worker, "state::set", put) == {
