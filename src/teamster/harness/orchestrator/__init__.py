@@ -96,6 +96,9 @@ def create_worker(settings: Settings | None = None) -> Worker:
         rec.work = None
         rec.state = "stopped"
         await rt.checkpoint(rec)  # first: a step starting or finishing from now on sees the run stopped
+        streaming = steps.streams.get(req.session_id)
+        if streaming is not None:
+            streaming.cancel()  # stop the provider now; its step publishes nothing more
         await rt.append(req.session_id, message, f"{rec.started_at_ms}-t{rec.turn_count}-aborted")
         await rt.emit(
             req.session_id,
