@@ -258,6 +258,27 @@ async def test_abort_mid_stream(thin: Harness) -> None:
     assert [text_of(e["message"]) for e in completes] == ["run aborted by user"]
 
 
+async def test_abort_cancels_a_stream_in_progress(thin: Harness) -> None:
+    # One delta now, the next ones a minute apart: the step would wait minutes if the abort did not cancel it.
+    model = await thin.script("drip", [{"text": "abc", "chunk_size": 1, "chunk_delay_ms": 60_000}])
+    await thin.start("s-drip", "go", model=model)
+
+    async def streaming() -> bool:
+        return any(e["type"] == "message_update" for e in await thin.events("s-drip"))
+
+    await eventually(streaming)
+    await thin.client.trigger("run::abort", {"session_id": "s-drip"})
+
+    async def step_done() -> bool:
+        stats = await thin.client.trigger("engine::queue::topic_stats", {"topic": "turn-step"})
+        return stats["in_flight"] == 0 and stats["ready"] == 0
+
+    await eventually(step_done, timeout=10)
+    kinds = [e["type"] for e in await thin.events("s-drip")]
+    assert kinds[-4:] == ["message_complete", "turn_end", "agent_end", "turn_state_changed"]
+    assert kinds.count("message_complete") == 1  # the cancelled stream publishes no message of its own
+
+
 async def test_busy_session_refuses_a_second_run(thin: Harness) -> None:
     model = await thin.script("busy", [{"text": "slow", "latency_ms": 1000}])
     await thin.start("s-busy", "one", model=model)
