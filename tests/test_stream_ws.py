@@ -220,9 +220,8 @@ async def test_a_value_json_cannot_carry_is_not_pushed_and_the_socket_goes_on(
 # ---- join and leave -----------------------------------------------------------------------------
 
 
-async def test_join_and_leave_triggers_and_leaving_stops_pushes(
-    engine: Engine, connect: Connect, http: aiohttp.ClientSession
-) -> None:
+async def join_leave_worker(connect: Connect) -> tuple[Worker, list[Any], list[Any]]:
+    """A connected worker bound to `stream:join` and `stream:leave`, with what each of them receives."""
     w = Worker("presence")
     joins = recorder(w, "on_join")
     leaves = recorder(w, "on_leave")
@@ -230,6 +229,13 @@ async def test_join_and_leave_triggers_and_leaving_stops_pushes(
     w.register_trigger("stream:leave", "on_leave", {})
     await connect(w)
     await live(w)
+    return w, joins, leaves
+
+
+async def test_join_and_leave_triggers_and_leaving_stops_pushes(
+    engine: Engine, connect: Connect, http: aiohttp.ClientSession
+) -> None:
+    w, joins, leaves = await join_leave_worker(connect)
 
     ws = await subscriber(http, engine)
     await join(ws, "s1")
@@ -341,13 +347,7 @@ async def test_auth_function_grants_the_context_or_refuses_the_upgrade(http: aio
 async def test_bad_frames_change_nothing_and_the_socket_keeps_working(
     engine: Engine, connect: Connect, http: aiohttp.ClientSession
 ) -> None:
-    w = Worker("presence")
-    joins = recorder(w, "on_join")
-    leaves = recorder(w, "on_leave")
-    w.register_trigger("stream:join", "on_join", {})
-    w.register_trigger("stream:leave", "on_leave", {})
-    await connect(w)
-    await live(w)
+    _, joins, leaves = await join_leave_worker(connect)
 
     ws = await subscriber(http, engine)
     for text in ("not json", "", "   ", "[1, 2]", "{"):

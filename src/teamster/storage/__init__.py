@@ -17,6 +17,7 @@ from .base import (
     StateWatcher,
     Storage,
     StreamAdapter,
+    compare_and_set,
 )
 from .memory import open_memory
 from .sqlite import open_sqlite
@@ -34,6 +35,7 @@ __all__ = [
     "StateWatcher",
     "Storage",
     "StreamAdapter",
+    "compare_and_set",
     "open_memory",
     "open_sqlite",
     "open_storage",

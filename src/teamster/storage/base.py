@@ -65,6 +65,22 @@ class StateAdapter(Protocol):
         ...
 
 
+async def compare_and_set(
+    state: StateAdapter, scope: str, key: str, compute: Callable[[Entry | None], Any]
+) -> tuple[Entry | None, Any]:
+    """Store `compute(current entry)`, computing again until no other write got in between.
+
+    Returns the entry it replaced (None: there was none) and the value stored."""
+    while True:
+        current = await state.get(scope, key)
+        new = compute(current)
+        try:
+            await state.put(scope, key, new, revision=0 if current is None else current.revision)
+        except RevisionConflict:
+            continue
+        return current, new
+
+
 @dataclass(slots=True)
 class QueueMessage:
     id: str

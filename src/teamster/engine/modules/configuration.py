@@ -19,7 +19,7 @@ from teamster.engine.config import ConfigError, expand_env
 from teamster.engine.modules.state import storage_errors
 from teamster.engine.registry import Invocation
 from teamster.protocol import InvocationError
-from teamster.storage import RevisionConflict, StateChange
+from teamster.storage import StateChange, compare_and_set
 
 SCOPE = "__teamster::configuration"  # one state key per id: {id, name, description, schema, value, metadata?}
 INVALID_ID = "INVALID_ID"
@@ -177,17 +177,14 @@ class Configuration(Module):
         self, config_id: str, compute: Callable[[Stored | None], Stored], function_id: str
     ) -> tuple[Stored | None, Stored]:
         """Store `compute(old)` with compare-and-set, recomputing until no other write got in between."""
-        state = self.engine.storage.state
         with storage_errors(ADAPTER_ERROR, function_id):
-            while True:
-                current = await state.get(SCOPE, config_id)
-                old = None if current is None else current.value
-                new = compute(old)
-                try:
-                    await state.put(SCOPE, config_id, new, revision=0 if current is None else current.revision)
-                except RevisionConflict:
-                    continue
-                return old, new
+            replaced, new = await compare_and_set(
+                self.engine.storage.state,
+                SCOPE,
+                config_id,
+                lambda entry: compute(None if entry is None else entry.value),
+            )
+        return (None if replaced is None else replaced.value), new
 
     def _changed(self, change: StateChange) -> None:
         if change.scope != SCOPE:

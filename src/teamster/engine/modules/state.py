@@ -13,7 +13,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from teamster.engine.builtin import BindingSet, Input, Module, parse
 from teamster.engine.registry import Invocation
 from teamster.protocol import InvocationError
-from teamster.storage import RevisionConflict, StateChange
+from teamster.storage import Entry, StateChange, compare_and_set
 
 INTERNAL_PREFIX = "__"  # scopes the engine keeps for itself, such as durable trigger bindings
 MISSING: Any = object()  # an absent key, as opposed to a stored null
@@ -126,17 +126,17 @@ class State(Module):
         self, req: Key, compute: Callable[[Any], tuple[Any, OpErrors]], code: str, function_id: str
     ) -> tuple[Any, Any, OpErrors]:
         """Store `compute(old)` with compare-and-set, recomputing until no other write got in between."""
-        state = self.engine.storage.state
+        errors: OpErrors = []
+
+        def store(entry: Entry | None) -> Any:
+            new, found = compute(MISSING if entry is None else entry.value)
+            errors[:] = found  # from the attempt that is stored
+            self._check_size(new, function_id)
+            return new
+
         with storage_errors(code, function_id):
-            while True:
-                entry = await state.get(req.scope, req.key)
-                new, errors = compute(MISSING if entry is None else entry.value)
-                self._check_size(new, function_id)
-                try:
-                    await state.put(req.scope, req.key, new, revision=0 if entry is None else entry.revision)
-                except RevisionConflict:
-                    continue
-                return (None if entry is None else entry.value), new, errors
+            replaced, new = await compare_and_set(self.engine.storage.state, req.scope, req.key, store)
+        return (None if replaced is None else replaced.value), new, errors
 
     def _check_size(self, value: Any, function_id: str) -> None:
         limit = self.config.max_value_bytes
