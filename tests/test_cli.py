@@ -219,6 +219,19 @@ def test_port_already_in_use(tmp_path: Path) -> None:
     _assert_user_error(result, "address already in use")
 
 
+def test_second_engine_on_the_same_data_directory(procs: list[Proc], tmp_path: Path) -> None:
+    first, _ = _start_engine(procs, "--data-dir", str(tmp_path), "--ws-port", "0", "--http-port", "0")
+    started = time.monotonic()
+    second = _run("engine", "--data-dir", str(tmp_path), "--ws-port", "0", "--http-port", "0")
+    _assert_user_error(second, "teamster.db is in use by another process")
+    assert time.monotonic() - started < 20  # it waits for a closing engine (5 s), then says so
+    assert first.popen.poll() is None  # the first one goes on serving
+    assert first.stop() == 0
+    # Once the file is released (here by SIGTERM; a killed engine releases it too) a new engine takes it.
+    _, ready = _start_engine(procs, "--data-dir", str(tmp_path), "--ws-port", "0", "--http-port", "0")
+    assert ready
+
+
 @pytest.mark.parametrize(
     ("target", "expected"),
     [

@@ -29,6 +29,7 @@ from teamster.engine.config import ConfigError, EngineConfig, load_config
 from teamster.engine.engine import Engine
 from teamster.sdk import Worker
 from teamster.sdk.worker import DEFAULT_URL
+from teamster.storage import StorageInUse
 from teamster.storage.sqlite import DB_FILE
 
 log = logging.getLogger("teamster")
@@ -156,6 +157,8 @@ async def _serve(config: EngineConfig, workers: list[Worker]) -> None:
         running = Engine(config)
         try:
             await running.start()
+        except StorageInUse as exc:
+            raise UserError(str(exc)) from None
         except OSError as exc:
             raise UserError(_listen_error(exc)) from None
         for attached in workers:

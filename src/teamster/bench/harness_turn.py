@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import math
 import multiprocessing
 import os
 import statistics
@@ -74,6 +75,8 @@ class Stack:
 
     client: Worker
     waiting: dict[str, asyncio.Future[str]] = field(default_factory=dict)
+    streaming: dict[str, list[float]] = field(default_factory=dict)  # when each waited-for run began a model turn
+    first_turns: list[float] = field(default_factory=list)  # ms from the first model turn's start to the second's
     serial: int = 0
     engine_pid: int | None = None  # the engine's process when it is not this one
 
@@ -91,6 +94,7 @@ class Stack:
         self.serial += 1
         session = f"{script}-{self.serial}"
         done = self.waiting[session] = asyncio.get_running_loop().create_future()
+        turns = self.streaming[session] = []
         payload = {
             "session_id": session,
             "model": f"scripted:{script}",
@@ -102,8 +106,10 @@ class Stack:
             await self.client.trigger("run::start", payload)
             state = await asyncio.wait_for(done, 30)
         finally:
-            del self.waiting[session]  # parked runs are measured: keep no bookkeeping per run
+            del self.waiting[session], self.streaming[session]  # parked runs are measured: no bookkeeping per run
         elapsed = (time.perf_counter() - start) * 1000
+        if len(turns) >= 2:
+            self.first_turns.append((turns[1] - turns[0]) * 1000)
         if state != wait_for:
             raise RuntimeError(f"run {session} ended in {state}, not {wait_for}")
         return elapsed
@@ -131,7 +137,10 @@ def bench_workers(tmp: Path) -> tuple[list[Worker], Stack]:
     @client.function("bench::turn_state")
     async def turn_state(event: dict[str, Any]) -> None:
         state = (event.get("new_value") or {}).get("state")
-        done = stack.waiting.get(event.get("key", ""))
+        key = event.get("key", "")
+        if state == "assistant_streaming" and key in stack.streaming:
+            stack.streaming[key].append(time.perf_counter())
+        done = stack.waiting.get(key)
         if state in ("stopped", "failed", "function_awaiting_approval") and done is not None and not done.done():
             done.set_result(state)
 
@@ -206,6 +215,8 @@ SCRIPT_NAMES = {
     "one": "run with 1 function call (2 model turns)",
     "fan": f"run with {FAN_OUT} function calls in one turn (2 model turns)",
 }
+# A turn as the harness counts them (`turn_count`, one `turn_end` each): a model step and the calls it makes.
+TURN_NAME = "the turn with the function call, measured (assistant_streaming to assistant_streaming)"
 PLACEMENTS = (("emb", "embedded", embedded), ("ws", "WebSocket", websocket))
 MEMORY = (("rss", "RSS"), ("heap", "Python heap (tracemalloc)"), ("disk", "SQLite file + WAL"))
 
@@ -224,8 +235,11 @@ async def measure_stack(stack: Stack, rows: dict[str, Row], prefix: str, runs: i
     for script in SCRIPT_NAMES:
         step(f"{prefix}: {script}")
         before = stack.cpu_s()
+        stack.first_turns.clear()
         samples = [await stack.run(script) for _ in range(runs)]
         rows[f"{prefix}:{script}"].add(samples, (stack.cpu_s() - before) * 1000 / runs)
+        if script == "one":
+            rows[f"{prefix}:turn"].add(stack.first_turns, math.nan)
 
 
 async def park(stack: Stack, count: int) -> None:
@@ -271,6 +285,8 @@ def steps(settings: Settings) -> int:
 
 async def measure(settings: Settings, step: Step = ignore) -> Result:
     rows = {f"{p}:{s}": Row(f"{label}: {name}") for p, label, _ in PLACEMENTS for s, name in SCRIPT_NAMES.items()}
+    for p, label, _ in PLACEMENTS:
+        rows[f"{p}:turn"] = Row(f"{label}: {TURN_NAME}")
     memory: dict[str, list[float]] = {kind: [] for kind, _ in MEMORY}
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -298,7 +314,8 @@ def report(result: Result) -> list[RenderableType]:
     for header in ("thick profile, SQLite", "p50", "p95", "CPU per run (all processes)"):
         table.add_column(header)
     for row in rows.values():
-        table.add_row(row.name, f"{row.median:.1f} ms", f"{statistics.median(row.p95):.1f} ms", f"{row.cpu_ms:.1f} ms")
+        cpu = "–" if math.isnan(row.cpu_ms) else f"{row.cpu_ms:.1f} ms"
+        table.add_row(row.name, f"{row.median:.1f} ms", f"{statistics.median(row.p95):.1f} ms", cpu)
     for prefix, label, _ in PLACEMENTS:
         one, fan, text = rows[f"{prefix}:one"], rows[f"{prefix}:fan"], rows[f"{prefix}:text"]
         per_call = ((fan.median - one.median) / (FAN_OUT - 1), (fan.cpu_ms - one.cpu_ms) / (FAN_OUT - 1))

@@ -237,6 +237,7 @@ def create_worker() -> Worker:
     """The `session` worker, ready to connect or attach."""
     worker = Worker("session", description="Session trees and inboxes")
     store = _Store(worker)
+    empty = _EmptyInboxes(worker)
 
     @worker.function("session-tree::create")
     async def create(req: NewSession) -> SessionRef:
@@ -347,28 +348,56 @@ def create_worker() -> Worker:
     @worker.function("session-inbox::push")
     async def push(req: InboxPush) -> Ok:
         """Add an item to the end of a session inbox."""
+        key = inbox_key(req.session_id, req.name)
+        empty.pushing(key)
         # Each item is wrapped: an `append` onto a missing value would concatenate bare strings.
-        await store.update(
-            INBOX_SCOPE, inbox_key(req.session_id, req.name), {"type": "append", "value": {"item": req.item}}
-        )
+        await store.update(INBOX_SCOPE, key, {"type": "append", "value": {"item": req.item}})
         return Ok()
 
     @worker.function("session-inbox::peek")
     async def peek(req: InboxRef) -> Items:
         """The items of a session inbox, leaving them there."""
-        stored = await worker.trigger("state::get", {"scope": INBOX_SCOPE, "key": inbox_key(req.session_id, req.name)})
+        key = inbox_key(req.session_id, req.name)
+        if key in empty:
+            return Items(items=[])
+        stored = await worker.trigger("state::get", {"scope": INBOX_SCOPE, "key": key})
         return Items(items=unwrap(stored))
 
     @worker.function("session-inbox::drain")
     async def drain(req: InboxRef) -> Items:
         """Take every item of a session inbox, atomically."""
         key = inbox_key(req.session_id, req.name)
+        if key in empty:
+            return Items(items=[])  # the usual case: no read, no write
+        pushes = empty.pushes
         if not await worker.trigger("state::get", {"scope": INBOX_SCOPE, "key": key}):
-            return Items(items=[])  # the usual case, read without a write; an item pushed now waits for the next drain
+            empty.emptied(key, pushes)
+            return Items(items=[])  # read without a write; an item pushed now waits for the next drain
         old = await store.update(INBOX_SCOPE, key, {"type": "set", "value": []})
+        empty.emptied(key, pushes)
         return Items(items=unwrap(old))
 
     return worker
+
+
+class _EmptyInboxes:
+    """Inboxes known to be empty: this worker is their only writer, so draining one of them needs no read."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._known: OwnedCache[bool] = OwnedCache(worker)
+        self.pushes = 0  # counts every push: one during a drain leaves that drain's inbox unknown
+
+    def __contains__(self, key: str) -> bool:
+        return self._known.get(key) is not None
+
+    def pushing(self, key: str) -> None:
+        self.pushes += 1
+        self._known.discard(key)
+
+    def emptied(self, key: str, pushes_before: int) -> None:
+        """`key` was found or left empty by a drain that began when `pushes` was `pushes_before`."""
+        if self.pushes == pushes_before:
+            self._known.put(key, True)
 
 
 class _Store:

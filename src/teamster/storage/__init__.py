@@ -20,7 +20,7 @@ from .base import (
     compare_and_set,
 )
 from .memory import open_memory
-from .sqlite import open_sqlite
+from .sqlite import StorageInUse, open_sqlite
 
 __all__ = [
     "Entry",
@@ -34,6 +34,7 @@ __all__ = [
     "StateChange",
     "StateWatcher",
     "Storage",
+    "StorageInUse",
     "StreamAdapter",
     "compare_and_set",
     "open_memory",

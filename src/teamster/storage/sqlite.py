@@ -3,6 +3,10 @@
 The stdlib driver is called synchronously from the async methods: each statement takes tens of
 microseconds, less than handing it to a thread would. Since no method awaits in the middle, a
 multi-statement transaction is never interleaved with another coroutine's.
+
+The file belongs to one engine at a time: the connection holds SQLite's exclusive lock for as long as
+it is open (a second engine on the same data directory gets StorageInUse), which also spares every
+statement the shared-memory locking that several processes would need.
 """
 
 from __future__ import annotations
@@ -79,11 +83,27 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the database at `path` and bring its schema up to date."""
+class StorageInUse(RuntimeError):
+    """Another process (another engine) has the database open."""
+
+
+def _connect(path: Path, busy_timeout_s: float = 5.0) -> sqlite3.Connection:
+    """Open (creating if needed) the database at `path`, lock it for this process, bring its schema up to date."""
     # isolation_level=None: no implicit transactions, so a lone statement commits on its own.
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s)
+    # Before the first access: in WAL mode an exclusive connection keeps its index in memory, not in -shm.
+    conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        with _transaction(conn):  # takes the lock now, not at the first write after start-up
+            pass
+    except sqlite3.OperationalError as error:
+        conn.close()
+        if "locked" not in str(error):
+            raise
+        raise StorageInUse(
+            f"{path} is in use by another process (is another engine running on this data directory?)"
+        ) from None
     # In WAL mode NORMAL loses nothing when the process dies, only on an OS crash or power loss.
     conn.execute("PRAGMA synchronous=NORMAL")
     version: int = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -236,6 +256,8 @@ class SqliteQueues:
         """Take up to `limit` visible messages, mark them in flight and count the delivery."""
         if limit <= 0:
             return []
+        if self._oldest(queue, READY) is None:
+            return []  # the common case for a polled queue: no write, so no transaction to commit
         rows: list[tuple[Any, ...]]
         with _transaction(self._conn):
             if fifo:
@@ -403,10 +425,13 @@ class SqliteLocks:
         self._conn.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
 
 
-def open_sqlite(data_dir: Path) -> Storage:
-    """Storage in one file, `<data_dir>/teamster.db`, creating the directory and schema as needed."""
+def open_sqlite(data_dir: Path, busy_timeout_s: float = 5.0) -> Storage:
+    """Storage in one file, `<data_dir>/teamster.db`, creating the directory and schema as needed.
+
+    Waits up to `busy_timeout_s` for an engine that is closing the file; StorageInUse after that.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    conn = _connect(data_dir / DB_FILE)
+    conn = _connect(data_dir / DB_FILE, busy_timeout_s)
 
     async def close() -> None:
         conn.close()
