@@ -186,6 +186,26 @@ async def test_the_user_folder_adds_and_replaces(connect: Connect, folder: Path,
     assert (alpha["title"], alpha["body"], alpha["default"]) == ("My alpha", "# My alpha\n\nReplaced.\n", False)
 
 
+async def test_edits_on_disk_show_up_at_once(client: Worker, folder: Path) -> None:
+    before = await client.trigger("directory::skills::get", {"id": "alpha"})
+    assert before["title"] == "Alpha skill"
+    # Same size, same mtime: only the text tells the two versions apart.
+    write(folder, "alpha.md", ALPHA.replace("Alpha skill", "Omega skill"))
+    after = await client.trigger("directory::skills::get", {"id": "alpha"})
+    assert (after["title"], after["modified_at"]) == ("Omega skill", before["modified_at"])
+    write(folder, "team/new.md", "# Brand new\n")
+    (folder / "team" / "bare.md").unlink()
+    listing = (await client.trigger("directory::skills::list", {}))["skills"]
+    assert [(s["id"], s["title"]) for s in listing] == [
+        ("alpha", "Omega skill"),
+        ("team/beta", "Beta skill"),
+        ("team/new", "Brand new"),
+    ]
+    with pytest.raises(InvocationError) as caught:
+        await client.trigger("directory::skills::get", {"id": "team/bare"})
+    assert caught.value.code == "SKILL_NOT_FOUND"
+
+
 async def test_shipped_default_skills_in_process(engine: Engine) -> None:
     async with create_worker().attach(engine), Worker("client").attach(engine) as client:
         listing = (await client.trigger("directory::skills::list"))["skills"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -103,6 +104,13 @@ def read_skill(skill_id: str, path: Path) -> Skill:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InvocationError(INVALID_SKILL, f"{skill_id}: not UTF-8 text") from None
+    parsed = _parse(skill_id, text)
+    return parsed.model_copy(update={"modified_at": datetime.fromtimestamp(path.stat().st_mtime, UTC)})
+
+
+@lru_cache(maxsize=256)
+def _parse(skill_id: str, text: str) -> Skill:
+    """The skill a text describes; keyed by the text itself, so an edited file is parsed again."""
     meta, body = split_front_matter(skill_id, text)
     return Skill(
         id=skill_id,
@@ -110,18 +118,22 @@ def read_skill(skill_id: str, path: Path) -> Skill:
         type=meta.type,
         description=meta.description or first_paragraph(body),
         default=meta.default,
-        modified_at=datetime.fromtimestamp(path.stat().st_mtime, UTC),
+        modified_at=datetime.fromtimestamp(0, UTC),
         body=body,
     )
 
 
 def create_worker(*, folder: str | Path = SHIPPED, user_folder: str | Path | None = None) -> Worker:
-    """The skills-directory worker over `folder`, overlaid by `user_folder`; files are read on every call."""
+    """The skills-directory worker over `folder`, overlaid by `user_folder`; files are read on every call.
+
+    The handlers run on the event loop: a skill file is a few KB on local disk, which reads in microseconds,
+    while a hop to a thread costs hundreds of them.
+    """
     folders = [Path(folder)] if user_folder is None else [Path(folder), Path(user_folder)]
     worker = Worker("skills-directory")
 
     @worker.function("directory::skills::list")
-    def list_skills(req: NoInput | None) -> SkillList:
+    async def list_skills(req: NoInput | None) -> SkillList:
         """Every skill with its title, type and description (no body), sorted by id."""
         rows = [
             SkillRow(**read_skill(skill_id, path).model_dump(exclude={"body"}), bytes=path.stat().st_size)
@@ -130,7 +142,7 @@ def create_worker(*, folder: str | Path = SHIPPED, user_folder: str | Path | Non
         return SkillList(skills=rows)
 
     @worker.function("directory::skills::get")
-    def get_skill(req: SkillRef) -> Skill:
+    async def get_skill(req: SkillRef) -> Skill:
         """One skill with its Markdown body, by id or `iii://id`."""
         skill_id = parse_id(req.id)
         for root in reversed(folders):
