@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -104,23 +105,21 @@ def read_skill(skill_id: str, path: Path) -> Skill:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InvocationError(INVALID_SKILL, f"{skill_id}: not UTF-8 text") from None
-    parsed = _parse(skill_id, text)
-    return parsed.model_copy(update={"modified_at": datetime.fromtimestamp(path.stat().st_mtime, UTC)})
+    return Skill(**_describe(skill_id, text), modified_at=datetime.fromtimestamp(path.stat().st_mtime, UTC))
 
 
 @lru_cache(maxsize=256)
-def _parse(skill_id: str, text: str) -> Skill:
-    """The skill a text describes; keyed by the text itself, so an edited file is parsed again."""
+def _describe(skill_id: str, text: str) -> dict[str, Any]:
+    """The fields a skill's text gives; cached by the text itself, so an edited file is parsed again."""
     meta, body = split_front_matter(skill_id, text)
-    return Skill(
-        id=skill_id,
-        title=meta.title or first_heading(body) or skill_id,
-        type=meta.type,
-        description=meta.description or first_paragraph(body),
-        default=meta.default,
-        modified_at=datetime.fromtimestamp(0, UTC),
-        body=body,
-    )
+    return {
+        "id": skill_id,
+        "title": meta.title or first_heading(body) or skill_id,
+        "type": meta.type,
+        "description": meta.description or first_paragraph(body),
+        "default": meta.default,
+        "body": body,
+    }
 
 
 def create_worker(*, folder: str | Path = SHIPPED, user_folder: str | Path | None = None) -> Worker:

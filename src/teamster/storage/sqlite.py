@@ -73,7 +73,7 @@ CREATE TABLE IF NOT EXISTS locks (
 @contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     """Run the block as one write transaction, rolled back if it raises."""
-    # IMMEDIATE takes the write lock up front, so a read-then-write cannot lose to another process.
+    # IMMEDIATE takes the write lock at BEGIN; in exclusive locking mode the first one keeps the file (_connect).
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
