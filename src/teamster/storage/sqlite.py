@@ -26,6 +26,7 @@ from .memory import DEAD, IN_FLIGHT, READY, LocalPubSub, StateWatchers
 
 DB_FILE = "teamster.db"
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 5.0  # how long a new engine waits for the one that still holds the file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
@@ -87,10 +88,10 @@ class StorageInUse(RuntimeError):
     """Another process (another engine) has the database open."""
 
 
-def _connect(path: Path, busy_timeout_s: float = 5.0) -> sqlite3.Connection:
+def _connect(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the database at `path`, lock it for this process, bring its schema up to date."""
     # isolation_level=None: no implicit transactions, so a lone statement commits on its own.
-    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
     # Before the first access: in WAL mode an exclusive connection keeps its index in memory, not in -shm.
     conn.execute("PRAGMA locking_mode=EXCLUSIVE")
     try:
@@ -425,13 +426,13 @@ class SqliteLocks:
         self._conn.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
 
 
-def open_sqlite(data_dir: Path, busy_timeout_s: float = 5.0) -> Storage:
+def open_sqlite(data_dir: Path) -> Storage:
     """Storage in one file, `<data_dir>/teamster.db`, creating the directory and schema as needed.
 
-    Waits up to `busy_timeout_s` for an engine that is closing the file; StorageInUse after that.
+    Waits up to BUSY_TIMEOUT_S for an engine that is closing the file; StorageInUse after that.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    conn = _connect(data_dir / DB_FILE, busy_timeout_s)
+    conn = _connect(data_dir / DB_FILE)
 
     async def close() -> None:
         conn.close()
