@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -14,6 +13,7 @@ from aiohttp import WSMsgType, web
 
 from teamster.engine.registry import Executor, Invocation
 from teamster.protocol import Message, encode
+from teamster.protocol.frames import LARGE_FRAME, TEXT, FrameWriter
 
 if TYPE_CHECKING:
     from teamster.engine.rbac import Session
@@ -59,52 +59,33 @@ class Connection(ABC):
 
 
 class WsConnection(Connection):
-    """Small frames sent in one loop iteration go out in one write: a syscall per frame was the
-    largest cost of a routed call. Large frames take aiohttp's path, which applies flow control."""
+    """Small frames leave through a FrameWriter (one write per loop iteration); large ones take
+    aiohttp's path, which applies flow control, after the small ones waiting before them."""
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, ip_address: str | None) -> None:
         super().__init__(ip_address)
         self.ws = ws
-        self._transport = transport
-        self._outbox: list[bytes] = []
+        self._frames = FrameWriter(transport, masked=False)
 
     async def send(self, msg: Message) -> None:
         if self.closing or self.ws.closed:
             return
         payload = encode(msg)
-        if len(payload) > _COALESCE_MAX:
-            try:
-                await self.ws.send_frame(payload, WSMsgType.TEXT)
-            except (ConnectionError, RuntimeError) as exc:
-                log.debug("send to %s failed: %s", self.worker_id, exc)
+        if len(payload) <= LARGE_FRAME:
+            self._frames.write(TEXT, payload)
             return
-        if not self._outbox:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._outbox.append(_text_header(len(payload)))
-        self._outbox.append(payload)
-
-    def _flush(self) -> None:
-        data = b"".join(self._outbox)
-        self._outbox.clear()
-        if not self._transport.is_closing():
-            self._transport.write(data)
+        self._frames.flush()
+        try:
+            await self.ws.send_frame(payload, WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("send to %s failed: %s", self.worker_id, exc)
 
     def executor(self, function_id: str, remote: Executor) -> Executor:
         return remote
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        self._flush()
+        self._frames.flush()
         await self.ws.close(code=code, message=reason.encode())
-
-
-_COALESCE_MAX = 64 * 1024
-
-
-def _text_header(length: int) -> bytes:
-    """RFC 6455 header of a final, unmasked (server-to-client) text frame."""
-    if length < 126:
-        return struct.pack("!BB", 0x81, length)
-    return struct.pack("!BBH", 0x81, 126, length)
 
 
 class LocalPeer(Protocol):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-
-import aiohttp
 
 from teamster.protocol import (
     InvocationError,
@@ -21,7 +20,9 @@ from teamster.protocol import (
     encode,
 )
 from teamster.protocol import errors as codes
+from teamster.protocol.frames import BINARY, TEXT
 from teamster.protocol.otlp import OTLP_FRAME_PREFIX, SpanRecord, encode_otlp
+from teamster.sdk.websocket import Address, WebSocket, connect
 
 if TYPE_CHECKING:
     from teamster.engine.connection import InprocConnection, LocalPeer
@@ -114,8 +115,7 @@ class WsTransport:
         self._on_open = on_open
         self._backoff = backoff
         self._headers = headers or {}
-        self._session: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: WebSocket | None = None
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._connected = asyncio.Event()
         self._stopped = False
@@ -126,7 +126,7 @@ class WsTransport:
         return self._connected.is_set()
 
     async def open(self, wait: float = 30.0) -> None:
-        self._session = aiohttp.ClientSession()
+        Address.parse(self.url)  # a malformed URL fails here, not after `wait` seconds of retries
         self._runner = asyncio.create_task(self._run())
         try:
             await asyncio.wait_for(self._connected.wait(), wait)
@@ -138,7 +138,8 @@ class WsTransport:
         ws = self._ws
         if ws is None or ws.closed:
             return  # replayed from the worker's own records on reconnect
-        await ws.send_frame(encode(msg), aiohttp.WSMsgType.TEXT)
+        with contextlib.suppress(ConnectionError):  # closing: the same replay covers it
+            await ws.send(TEXT, encode(msg))
 
     async def invoke(self, msg: InvokeFunction, timeout: float | None) -> Any:
         """Send the call and await its result frame; a lost link or the deadline ends it with an error."""
@@ -158,7 +159,12 @@ class WsTransport:
                 ws = self._ws
                 if ws is None:
                     raise InvocationError(CONNECTION_LOST, "not connected to the engine", function_id=msg.function_id)
-                await ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
+                try:
+                    await ws.send(TEXT, frame)
+                except ConnectionError:
+                    raise InvocationError(
+                        CONNECTION_LOST, "the engine connection is closing", function_id=msg.function_id
+                    ) from None
                 return await future if future is not None else None
         except TimeoutError:
             raise InvocationError(
@@ -173,7 +179,10 @@ class WsTransport:
         ws = self._ws
         if ws is None or ws.closed:
             return False
-        await ws.send_frame(OTLP_FRAME_PREFIX + encode_otlp(spans), aiohttp.WSMsgType.BINARY)
+        try:
+            await ws.send(BINARY, OTLP_FRAME_PREFIX + encode_otlp(spans))
+        except ConnectionError:
+            return False
         return True
 
     def resolve(self, msg: InvocationResult) -> None:
@@ -192,21 +201,16 @@ class WsTransport:
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
 
     def stop_reconnecting(self) -> None:
         self._stopped = True
 
     async def _run(self) -> None:
         attempt = 0
-        assert self._session is not None
         while not self._stopped:
             try:
-                self._ws = await self._session.ws_connect(
-                    self.url, max_msg_size=MAX_MESSAGE_BYTES, headers=self._headers, heartbeat=20.0
-                )
-            except (aiohttp.ClientError, OSError) as exc:
+                self._ws = await connect(self.url, self._headers, MAX_MESSAGE_BYTES, heartbeat_s=20.0)
+            except OSError as exc:
                 delay = self._backoff.delay(attempt)
                 attempt += 1
                 log.debug("connect to %s failed (%s); retrying in %.2fs", self.url, exc, delay)
@@ -214,6 +218,7 @@ class WsTransport:
                 continue
             attempt = 0
             await self._on_open()
+            self._ws.flush()  # registrations are on the wire before `open` returns
             self._connected.set()
             await self._read(self._ws)
             self._connected.clear()
@@ -225,12 +230,10 @@ class WsTransport:
                     )
                 self._pending.pop(iid, None)
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for frame in ws:
-            if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                continue
+    async def _read(self, ws: WebSocket) -> None:
+        while (frame := await ws.receive()) is not None:
             try:
-                msg = decode(frame.data)
+                msg = decode(frame[1])
             except ProtocolError as exc:
                 log.warning("dropped a frame from the engine: %s", exc)
                 continue
