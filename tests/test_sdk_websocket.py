@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp import WSMsgType, web
 
-from teamster.protocol.frames import BINARY, CLOSE, PING, PONG, TEXT, mask
+from teamster.protocol.frames import BINARY, CLOSE, PING, PONG, TEXT, mask, python_mask
 from teamster.sdk.websocket import Address, HandshakeError, connect
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -257,3 +257,13 @@ async def test_small_and_large_frames_keep_their_order_through_a_strict_server()
         assert [data for _, data in seen] == sizes
         await ws.close()
         assert ws.close_code == 1000
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 125, 4096, 70_001])
+def test_masking_xors_each_byte_with_its_key_byte(size: int) -> None:
+    payload = bytes((i * 7 + 3) % 256 for i in range(size))
+    key = b"\x9a\x01\xff\x10"
+    expected = bytes(byte ^ key[i % 4] for i, byte in enumerate(payload))
+    assert mask(payload, key) == expected
+    assert python_mask(payload, key) == expected
+    assert mask(expected, key) == payload

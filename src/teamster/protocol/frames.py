@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import random
 import struct
+from collections.abc import Callable
+from typing import cast
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -28,8 +31,29 @@ def header(opcode: int, length: int, masked: bool = False) -> bytes:
     return struct.pack("!BBQ", 0x80 | opcode, mask_bit | 127, length)
 
 
+def _find_compiled_mask() -> Callable[[bytes, bytearray], None] | None:
+    """aiohttp's XOR, if it has one: compiled, it masks a MiB in about 1 ms (copies included), not 7."""
+    try:
+        module = importlib.import_module("aiohttp._websocket.helpers")
+    except ImportError:
+        return None
+    return cast(Callable[[bytes, bytearray], None] | None, getattr(module, "websocket_mask", None))
+
+
+_compiled_mask = _find_compiled_mask()
+
+
 def mask(payload: bytes, key: bytes) -> bytes:
     """XOR `payload` with the 4-byte `key` repeated (RFC 6455 §5.3); the same call unmasks."""
+    if _compiled_mask is not None:
+        data = bytearray(payload)
+        _compiled_mask(key, data)
+        return bytes(data)
+    return python_mask(payload, key)
+
+
+def python_mask(payload: bytes, key: bytes) -> bytes:
+    """`mask` with no compiled help: three passes of C code through Python ints, about 6 ns a byte."""
     n = len(payload)
     keystream = (key * (n // 4 + 1))[:n]
     return (int.from_bytes(payload, "little") ^ int.from_bytes(keystream, "little")).to_bytes(n, "little")
