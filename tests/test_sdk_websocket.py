@@ -14,6 +14,7 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from teamster.protocol.frames import BINARY, CLOSE, PING, PONG, TEXT, mask, python_mask
+from teamster.sdk import InvocationError, Worker
 from teamster.sdk.websocket import Address, HandshakeError, connect
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -267,3 +268,11 @@ def test_masking_xors_each_byte_with_its_key_byte(size: int) -> None:
     assert mask(payload, key) == expected
     assert python_mask(payload, key) == expected
     assert mask(expected, key) == payload
+
+
+async def test_a_worker_given_a_malformed_url_fails_at_once_and_stays_unconnected() -> None:
+    worker = Worker("misdirected")
+    with pytest.raises(ValueError, match="not a ws:// or wss:// URL"):
+        await asyncio.wait_for(worker.open("http://127.0.0.1:1/"), 2)
+    with pytest.raises(InvocationError):
+        await worker.trigger("anything::at_all", {})

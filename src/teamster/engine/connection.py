@@ -59,7 +59,7 @@ class Connection(ABC):
 
 
 class WsConnection(Connection):
-    """Small frames leave through a FrameWriter (one write per loop iteration); large ones take
+    """Small frames leave through a FrameWriter, batched per loop iteration; large ones take
     aiohttp's path, which applies flow control, after the small ones waiting before them."""
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, ip_address: str | None) -> None:

@@ -109,6 +109,7 @@ class WsTransport:
         default_timeout: float,
         headers: dict[str, str] | None = None,
     ) -> None:
+        Address.parse(url)  # a malformed URL fails here, not after `wait` seconds of retries
         self.url = url
         self.default_timeout = default_timeout
         self._on_message = on_message
@@ -126,7 +127,6 @@ class WsTransport:
         return self._connected.is_set()
 
     async def open(self, wait: float = 30.0) -> None:
-        Address.parse(self.url)  # a malformed URL fails here, not after `wait` seconds of retries
         self._runner = asyncio.create_task(self._run())
         try:
             await asyncio.wait_for(self._connected.wait(), wait)
