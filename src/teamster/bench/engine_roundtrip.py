@@ -79,6 +79,7 @@ class Row:
         self.p50: list[float] = []
         self.p99: list[float] = []
         self.rate: list[float] = []
+        self.cpu: list[dict[str, float]] = []  # µs of CPU per call, by process, while under load
 
     def cells(self) -> list[str]:
         def med(xs: list[float], fmt: str) -> str:
@@ -87,12 +88,30 @@ class Row:
         return [self.name, med(self.p50, "{:.1f} µs"), med(self.p99, "{:.1f} µs"), med(self.rate, "{:,.0f}/s")]
 
 
-async def measure_calls(row: Row, call: Callable[[], Awaitable[Any]], n: int) -> None:
+async def measure_calls(
+    row: Row, call: Callable[[], Awaitable[Any]], n: int, processes: dict[str, int] | None = None
+) -> None:
+    """p50 and p99 one call at a time, then calls/s with INFLIGHT at once, and meanwhile the CPU
+    time per call of each of `processes` (name to pid; read from /proc, so Linux only)."""
     await latencies(call, max(200, n // 10))  # warm-up
     lat = await latencies(call, n)
     row.p50.append(pct(lat, 0.5))
     row.p99.append(pct(lat, 0.99))
-    row.rate.append(await throughput(call, n * 2))
+    pids = processes if processes and HAS_PROC else {}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    calls = n * 2 // INFLIGHT * INFLIGHT
+    row.rate.append(await throughput(call, calls))
+    if pids:
+        row.cpu.append({name: (cpu_seconds(pid) - before[name]) / calls * 1e6 for name, pid in pids.items()})
+
+
+HAS_PROC = Path("/proc/self/stat").exists()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def bench_plain(row: Row, n: int) -> None:
@@ -131,7 +150,8 @@ async def bench_websocket(row: Row, n: int, tmp: Path) -> None:
         caller = Worker("bench-caller")
         async with caller.connect(url):
             await _until_ready(caller)
-            await measure_calls(row, lambda: caller.trigger("bench::echo", PAYLOAD), n)
+            processes = {"engine": procs[1].pid, "echo worker": procs[0].pid, "caller": os.getpid()}
+            await measure_calls(row, lambda: caller.trigger("bench::echo", PAYLOAD), n, processes)
     finally:
         await asyncio.to_thread(stop_all, procs)
 
@@ -282,7 +302,27 @@ def report(result: Result) -> list[RenderableType]:
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
         *("| " + " | ".join(row.cells()) + " |" for row in result.rows.values()),
+        *cpu_table(result),
     ]
+
+
+def cpu_table(result: Result) -> list[RenderableType]:
+    """CPU time per call of each process during the throughput runs, where it was measured."""
+    rows = [row for row in result.rows.values() if row.cpu]
+    if not rows:
+        return []
+    names = list(rows[0].cpu[0])
+    header = ["path", *names, "all together"]
+    lines: list[RenderableType] = [
+        f"\nCPU time per call by process, while {INFLIGHT} calls were in flight:\n",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    for row in rows:
+        per = {name: statistics.median(run[name] for run in row.cpu) for name in names}
+        total = statistics.median(sum(run.values()) for run in row.cpu)
+        lines.append("| " + " | ".join([row.name, *(f"{per[n]:.1f} µs" for n in names), f"{total:.1f} µs"]) + " |")
+    return lines
 
 
 BENCHMARK = Benchmark("engine", Settings(), QUICK, steps, measure, report)
