@@ -356,3 +356,22 @@ async def test_deeply_nested_values_cross_the_wire(connect: Any) -> None:
     while node:
         node, depth = node["child"], depth + 1
     assert depth == 400
+
+
+async def test_a_large_frame_does_not_overtake_small_ones_queued_before_it(engine: Engine, ws_url: str) -> None:
+    """The engine batches small frames until the end of the loop iteration; a large one sent in the
+    same iteration must leave after them, not ahead."""
+    async with RawPeer(ws_url) as executor:
+        await executor.name("exec")
+        await executor.send({"type": "registerfunction", "id": "raw::take"})
+        await asyncio.sleep(0.1)
+        async with Worker("caller").attach(engine) as caller:
+            payloads = [{"n": "small-1"}, {"n": "x" * 100_000}, {"n": "small-2"}]
+            calls = [asyncio.ensure_future(caller.trigger("raw::take", p, timeout=5)) for p in payloads]
+            received = [await executor.recv_type("invokefunction") for _ in payloads]
+            assert [frame["data"]["n"][:7] for frame in received] == ["small-1", "x" * 7, "small-2"]
+            for frame in received:
+                await executor.send(
+                    {"type": "invocationresult", "invocation_id": frame["invocation_id"], "result": None}
+                )
+            await asyncio.gather(*calls)
