@@ -276,3 +276,12 @@ async def test_a_worker_given_a_malformed_url_fails_at_once_and_stays_unconnecte
         await asyncio.wait_for(worker.open("http://127.0.0.1:1/"), 2)
     with pytest.raises(InvocationError):
         await worker.trigger("anything::at_all", {})
+
+
+async def test_frames_after_the_servers_close_are_ignored() -> None:
+    raw = RawServer()
+    async with raw.running() as url:
+        ws = await connect(url)
+        _, writer = await raw.accepted.get()
+        writer.write(server_frame(CLOSE, struct.pack("!H", 1000)) + server_frame(TEXT, b"after the close"))
+        assert await asyncio.wait_for(ws.receive(), 5) is None

@@ -88,8 +88,10 @@ class WebSocket(asyncio.Protocol):
         try:
             self._parse()
         except _Violation as exc:
+            self.close_code = exc.code
             self._send_close(exc.code, exc.reason)
-            self._abort()
+            if self._transport is not None:
+                self._transport.close()  # after the close frame has left, unlike abort()
         if self._messages and self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -182,7 +184,7 @@ class WebSocket(asyncio.Protocol):
         """Take every whole frame out of the buffer; control frames are answered here."""
         buffer = self._buffer
         offset = 0
-        while len(buffer) - offset >= 2:
+        while self.close_code is None and len(buffer) - offset >= 2:  # nothing counts after a close
             first, second = buffer[offset], buffer[offset + 1]
             opcode, fin = first & 0x0F, first & 0x80
             if first & 0x70:
