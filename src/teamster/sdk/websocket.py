@@ -1,8 +1,8 @@
 """The worker's WebSocket client: an asyncio protocol with its own framing.
 
-A routed call is a handful of small frames, and a general-purpose client spends more per frame
-than the call itself costs: a queue hop per frame in, a syscall per frame out. Here frames read in
-one chunk are handed over together and frames sent in one loop iteration leave in one write.
+A routed call is a handful of small frames, and a general-purpose client pays for each one: a queue
+hop per frame in, a syscall per frame out. Here the frames of one read are handed over together, and
+the frames sent in one loop iteration leave together (see `FrameWriter`).
 """
 
 from __future__ import annotations
