@@ -88,6 +88,9 @@ class Row:
         return [self.name, med(self.p50, "{:.1f} µs"), med(self.p99, "{:.1f} µs"), med(self.rate, "{:,.0f}/s")]
 
 
+HAS_PROC = Path("/proc/self/stat").exists()
+
+
 async def measure_calls(
     row: Row, call: Callable[[], Awaitable[Any]], n: int, processes: dict[str, int] | None = None
 ) -> None:
@@ -103,9 +106,6 @@ async def measure_calls(
     row.rate.append(await throughput(call, calls))
     if pids:
         row.cpu.append({name: (cpu_seconds(pid) - before[name]) / calls * 1e6 for name, pid in pids.items()})
-
-
-HAS_PROC = Path("/proc/self/stat").exists()
 
 
 def cpu_seconds(pid: int) -> float:
