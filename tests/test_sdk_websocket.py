@@ -82,7 +82,7 @@ async def test_handshake_sends_path_host_and_headers_and_frames_are_masked_with_
     raw = RawServer()
     async with raw.running() as url:
         ws = await connect(url, headers={"Authorization": "Bearer t0ken"})
-        reader, _ = await raw.accepted.get()
+        reader, writer = await raw.accepted.get()
         assert raw.request.startswith("GET /path?q=1 HTTP/1.1\r\n")
         assert f"Host: {url.split('/')[2]}\r\n" in raw.request
         assert "Authorization: Bearer t0ken\r\n" in raw.request
@@ -93,7 +93,8 @@ async def test_handshake_sends_path_host_and_headers_and_frames_are_masked_with_
         assert (first[0], first[2]) == (TEXT, b'{"a":1}')
         assert (second[0], second[2]) == (BINARY, b"\x00\x01")
         assert first[1] != second[1]
-        ws._abort()
+        writer.close()  # the server hangs up: the stream ends
+        assert await asyncio.wait_for(ws.receive(), 5) is None
 
 
 async def test_fragments_are_joined_and_pings_answered_with_their_payload() -> None:
@@ -112,7 +113,8 @@ async def test_fragments_are_joined_and_pings_answered_with_their_payload() -> N
         assert await ws.receive() == (BINARY, b"next")
         opcode, _, payload = await read_client_frame(reader)
         assert (opcode, payload) == (PONG, b"are you there")
-        ws._abort()
+        writer.close()  # the server hangs up: the stream ends
+        assert await asyncio.wait_for(ws.receive(), 5) is None
 
 
 @pytest.mark.parametrize(
@@ -175,7 +177,8 @@ async def test_pongs_keep_the_link_up() -> None:
             assert opcode == PING
             writer.write(server_frame(PONG, payload))
         assert not ws.closed
-        ws._abort()
+        writer.close()  # the server hangs up: the stream ends
+        assert await asyncio.wait_for(ws.receive(), 5) is None
 
 
 @pytest.mark.parametrize(
