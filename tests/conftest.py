@@ -39,6 +39,27 @@ def ws_url(engine: Engine) -> str:
     return f"ws://127.0.0.1:{engine.ports['ws']}"
 
 
+Opener = Callable[[Worker], Awaitable[Worker]]
+
+
+@pytest.fixture(params=["websocket", "inproc"])
+async def open_worker(request: pytest.FixtureRequest, engine: Engine, ws_url: str) -> AsyncIterator[Opener]:
+    """Open workers over a real socket, or attached in-process; all are closed at teardown."""
+    opened: list[Worker] = []
+
+    async def _open(worker: Worker) -> Worker:
+        if request.param == "websocket":
+            await worker.open(ws_url, wait=5)
+        else:
+            await worker.open_local(engine)
+        opened.append(worker)
+        return worker
+
+    yield _open
+    for worker in opened:
+        await worker.close()
+
+
 @pytest.fixture
 def http_url(engine: Engine) -> str:
     return f"http://127.0.0.1:{engine.ports['http']}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -11,27 +10,7 @@ from pydantic import BaseModel
 
 from teamster.engine.engine import Engine
 from teamster.sdk import InvocationError, TriggerInfo, Void, Worker
-from tests.conftest import eventually
-
-Opener = Callable[[Worker], Awaitable[Worker]]
-
-
-@pytest.fixture(params=["websocket", "inproc"])
-async def open_worker(request: pytest.FixtureRequest, engine: Engine, ws_url: str) -> AsyncIterator[Opener]:
-    """Open workers over the transport under test; all are closed at teardown."""
-    opened: list[Worker] = []
-
-    async def _open(worker: Worker) -> Worker:
-        if request.param == "websocket":
-            await worker.open(ws_url, wait=5)
-        else:
-            await worker.open_local(engine)
-        opened.append(worker)
-        return worker
-
-    yield _open
-    for worker in opened:
-        await worker.close()
+from tests.conftest import Opener, eventually
 
 
 class Charge(BaseModel):

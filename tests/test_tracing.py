@@ -6,7 +6,7 @@ import asyncio
 import base64
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,9 @@ from teamster.sdk.telemetry import (
     parse_baggage,
     parse_traceparent,
 )
-from tests.conftest import engine_config, eventually
+from tests.conftest import Opener, engine_config, eventually
 from tests.raw import RawPeer
 
-Opener = Callable[[Worker], Awaitable[Worker]]
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
 OTEL_ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS")
@@ -46,24 +45,6 @@ def no_collector_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever the shell exports, these tests decide where spans go."""
     for name in (*OTEL_ENV, "OTEL_ENABLED"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(params=["websocket", "inproc"])
-async def open_worker(request: pytest.FixtureRequest, engine: Engine, ws_url: str) -> AsyncIterator[Opener]:
-    """Open workers over a real socket, or attached in-process; all are closed at teardown."""
-    opened: list[Worker] = []
-
-    async def _open(worker: Worker) -> Worker:
-        if request.param == "websocket":
-            await worker.open(ws_url, wait=5)
-        else:
-            await worker.open_local(engine)
-        opened.append(worker)
-        return worker
-
-    yield _open
-    for worker in opened:
-        await worker.close()
 
 
 async def chain(open_worker: Opener) -> tuple[Worker, dict[str, Any]]:
