@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -9,7 +10,9 @@ import pytest
 from pydantic import BaseModel
 
 from teamster.engine.engine import Engine
+from teamster.protocol import InvokeFunction
 from teamster.sdk import InvocationError, TriggerInfo, Void, Worker
+from teamster.sdk.transport import Backoff, WsTransport
 from tests.conftest import Opener, eventually
 
 
@@ -80,6 +83,50 @@ async def test_void_returns_at_once_and_still_runs(open_worker: Opener) -> None:
     await open_worker(worker)
     assert await worker.trigger("void::record", {"n": 1}, action=Void()) is None
     await eventually(lambda: seen == [1])
+
+
+async def test_a_call_past_its_timeout_fails_with_TIMEOUT_and_the_worker_goes_on(open_worker: Opener) -> None:
+    worker = Worker("slow")
+    release = asyncio.Event()
+
+    @worker.function("slow::wait")
+    async def wait(data: Any) -> str:
+        await release.wait()
+        return "late"
+
+    @worker.function("slow::double")
+    async def double(data: Any) -> int:
+        return int(data["n"]) * 2
+
+    await open_worker(worker)
+    with pytest.raises(InvocationError) as caught:
+        await worker.trigger("slow::wait", {}, timeout=0.1)
+    assert (caught.value.code, caught.value.message) == ("TIMEOUT", "slow::wait did not answer within 0.1 s")
+    release.set()  # the answer comes after the caller gave up, and is dropped
+    assert await worker.trigger("slow::double", {"n": 21}, timeout=5) == 42
+
+
+async def test_a_call_made_while_the_engine_is_unreachable_times_out(unused_tcp_port: int) -> None:
+    transport = WsTransport(f"ws://127.0.0.1:{unused_tcp_port}/", _ignore, _nothing, Backoff(initial_s=0.05), 30.0)
+    opening = asyncio.create_task(transport.open(wait=10))  # retries with backoff meanwhile
+    call = InvokeFunction(function_id="x::y", invocation_id="iid-1", data={})
+    try:
+        with pytest.raises(InvocationError) as caught:
+            await transport.invoke(call, 0.2)
+        assert (caught.value.code, caught.value.message) == ("TIMEOUT", "x::y did not answer within 0.2 s")
+        assert not opening.done()
+    finally:
+        await transport.close()
+        opening.cancel()
+        await asyncio.gather(opening, return_exceptions=True)
+
+
+async def _ignore(msg: Any) -> None:
+    pass
+
+
+async def _nothing() -> None:
+    pass
 
 
 class Webhooks:

@@ -20,7 +20,7 @@ from teamster.protocol import (
     encode,
 )
 from teamster.protocol import errors as codes
-from teamster.protocol.frames import BINARY, TEXT
+from teamster.protocol.frames import BINARY, LARGE_FRAME, TEXT
 from teamster.protocol.otlp import OTLP_FRAME_PREFIX, SpanRecord, encode_otlp
 from teamster.sdk.websocket import Address, WebSocket, connect
 
@@ -80,8 +80,11 @@ class LocalTransport:
             raise InvocationError(CONNECTION_LOST, "worker is not attached", function_id=msg.function_id)
         if timeout is None:
             return await self.engine.router.invoke(self.conn, msg)
-        async with asyncio.timeout(timeout):
-            return await self.engine.router.invoke(self.conn, msg)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.engine.router.invoke(self.conn, msg)
+        except TimeoutError:
+            raise timed_out(msg, timeout) from None
 
     async def export_spans(self, spans: list[SpanRecord]) -> bool:
         """Straight into the engine's span store: no frame, no encoding."""
@@ -148,31 +151,44 @@ class WsTransport:
             frame = encode(msg)
         except ProtocolError as exc:
             raise InvocationError(codes.SERIALIZATION_ERROR, str(exc), function_id=msg.function_id) from None
-        expects_reply = msg.invocation_id is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        iid = msg.invocation_id
         future: asyncio.Future[Any] | None = None
-        if expects_reply:
-            future = asyncio.get_running_loop().create_future()
-            self._pending[msg.invocation_id] = future  # type: ignore[index]
+        if iid is not None:
+            future = loop.create_future()
+            self._pending[iid] = future
         try:
-            async with asyncio.timeout(timeout):
-                await self._connected.wait()
-                ws = self._ws
-                if ws is None:
-                    raise InvocationError(CONNECTION_LOST, "not connected to the engine", function_id=msg.function_id)
-                try:
-                    await ws.send(TEXT, frame)
-                except ConnectionError:
-                    raise InvocationError(
-                        CONNECTION_LOST, "the engine connection is closing", function_id=msg.function_id
-                    ) from None
-                return await future if future is not None else None
+            if not self._connected.is_set() or len(frame) > LARGE_FRAME:  # only these sends can wait
+                async with asyncio.timeout_at(deadline):
+                    await self._send_call(msg, frame)
+            else:
+                await self._send_call(msg, frame)
+            if future is None:
+                return None
+            # One timer that fails the future, not a timeout scope: this is every call's path.
+            expiry = loop.call_at(deadline, _expire, future)
+            try:
+                return await future
+            finally:
+                expiry.cancel()
         except TimeoutError:
-            raise InvocationError(
-                "TIMEOUT", f"{msg.function_id} did not answer within {timeout:g} s", function_id=msg.function_id
-            ) from None
+            raise timed_out(msg, timeout) from None
         finally:
-            if expects_reply:
-                self._pending.pop(msg.invocation_id, None)  # type: ignore[arg-type]
+            if iid is not None:
+                self._pending.pop(iid, None)
+
+    async def _send_call(self, msg: InvokeFunction, frame: bytes) -> None:
+        await self._connected.wait()
+        ws = self._ws
+        if ws is None:
+            raise InvocationError(CONNECTION_LOST, "not connected to the engine", function_id=msg.function_id)
+        try:
+            await ws.send(TEXT, frame)
+        except ConnectionError:
+            raise InvocationError(
+                CONNECTION_LOST, "the engine connection is closing", function_id=msg.function_id
+            ) from None
 
     async def export_spans(self, spans: list[SpanRecord]) -> bool:
         """One binary `OTLP` frame on this socket; the engine reads telemetry here as it does on `/otel`."""
@@ -241,3 +257,14 @@ class WsTransport:
                 self.resolve(msg)
             else:
                 await self._on_message(msg)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+def timed_out(msg: InvokeFunction, timeout: float) -> InvocationError:
+    return InvocationError(
+        "TIMEOUT", f"{msg.function_id} did not answer within {timeout:g} s", function_id=msg.function_id
+    )
