@@ -375,3 +375,87 @@ async def test_a_large_frame_does_not_overtake_small_ones_queued_before_it(engin
                     {"type": "invocationresult", "invocation_id": frame["invocation_id"], "result": None}
                 )
             await asyncio.gather(*calls)
+
+
+async def test_two_callers_with_the_same_invocation_id_each_get_their_own_result(ws_url: str) -> None:
+    async with RawPeer(ws_url) as executor, RawPeer(ws_url) as first, RawPeer(ws_url) as second:
+        await executor.name("exec")
+        await executor.send({"type": "registerfunction", "id": "raw::whoami"})
+        await asyncio.sleep(0.1)
+        for caller in (first, second):
+            await caller.send(
+                {"type": "invokefunction", "function_id": "raw::whoami", "invocation_id": "same", "data": {}}
+            )
+        calls = [await executor.recv_type("invokefunction") for _ in range(2)]
+        ids = [call["invocation_id"] for call in calls]
+        assert ids[0] == "same" and ids[1] != "same"  # the second is renamed toward the executor
+        for call in reversed(calls):  # answered in the other order
+            await executor.send(
+                {
+                    "type": "invocationresult",
+                    "invocation_id": call["invocation_id"],
+                    "result": call["data"]["_caller_worker_id"],
+                }
+            )
+        for caller in (first, second):
+            reply = await caller.recv_type("invocationresult")
+            assert reply == {
+                "type": "invocationresult",
+                "invocation_id": "same",
+                "function_id": "raw::whoami",
+                "result": caller.worker_id,
+            }
+
+
+async def test_an_executors_error_reaches_the_caller_as_sent(ws_url: str) -> None:
+    error = {"code": "card_declined", "message": "insufficient funds", "stacktrace": "Traceback ..."}
+    async with RawPeer(ws_url) as executor, RawPeer(ws_url) as caller:
+        await executor.name("exec")
+        await executor.send({"type": "registerfunction", "id": "raw::charge"})
+        await asyncio.sleep(0.1)
+        await caller.send({"type": "invokefunction", "function_id": "raw::charge", "invocation_id": "c1", "data": {}})
+        call = await executor.recv_type("invokefunction")
+        await executor.send({"type": "invocationresult", "invocation_id": call["invocation_id"], "error": error})
+        reply = await caller.recv_type("invocationresult")
+        assert reply == {
+            "type": "invocationresult",
+            "invocation_id": "c1",
+            "function_id": "raw::charge",
+            "error": error,
+        }
+
+
+async def test_a_large_result_is_relayed_whole(ws_url: str) -> None:
+    async with RawPeer(ws_url) as executor, RawPeer(ws_url) as caller:
+        await executor.name("exec")
+        await executor.send({"type": "registerfunction", "id": "raw::blob"})
+        await asyncio.sleep(0.1)
+        sizes = {"b0": 10, "b1": 300_000, "b2": 10}
+        for iid in sizes:
+            await caller.send({"type": "invokefunction", "function_id": "raw::blob", "invocation_id": iid, "data": {}})
+        for _ in sizes:
+            call = await executor.recv_type("invokefunction")
+            result = "x" * sizes[call["invocation_id"]]
+            await executor.send({"type": "invocationresult", "invocation_id": call["invocation_id"], "result": result})
+        replies = [await caller.recv_type("invocationresult") for _ in sizes]
+        assert [reply["invocation_id"] for reply in replies] == ["b0", "b1", "b2"]
+        assert [reply["result"] for reply in replies] == ["x" * size for size in sizes.values()]
+
+
+async def test_a_result_for_a_caller_that_left_is_dropped_and_frees_the_executor(ws_url: str) -> None:
+    async with RawPeer(ws_url) as executor:
+        await executor.name("exec")
+        await executor.send({"type": "registerfunction", "id": "raw::late"})
+        await asyncio.sleep(0.1)
+        async with RawPeer(ws_url) as caller:
+            await caller.send({"type": "invokefunction", "function_id": "raw::late", "invocation_id": "l1", "data": {}})
+            call = await executor.recv_type("invokefunction")
+        await executor.send({"type": "invocationresult", "invocation_id": call["invocation_id"], "result": "late"})
+        listed = await executor.call("engine::workers::list", {})
+        workers = {w["name"]: w for w in listed["result"]["workers"]}
+        assert workers["exec"]["active_invocations"] == 0
+        async with RawPeer(ws_url) as caller:  # and the function still serves the next caller
+            await caller.send({"type": "invokefunction", "function_id": "raw::late", "invocation_id": "l2", "data": {}})
+            call = await executor.recv_type("invokefunction")
+            await executor.send({"type": "invocationresult", "invocation_id": call["invocation_id"], "result": "ok"})
+            assert (await caller.recv_type("invocationresult"))["result"] == "ok"

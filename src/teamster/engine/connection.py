@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import WSMsgType, web
 
 from teamster.engine.registry import Executor, Invocation
-from teamster.protocol import Message, encode
+from teamster.protocol import InvocationResult, Message, ProtocolError, encode
+from teamster.protocol import errors as codes
 from teamster.protocol.frames import LARGE_FRAME, TEXT, FrameWriter
 
 if TYPE_CHECKING:
@@ -51,6 +52,18 @@ class Connection(ABC):
         """Deliver a message to the worker; dropped silently once the link is closing."""
 
     @abstractmethod
+    def post(self, msg: Message) -> None:
+        """`send` for code outside any task: nothing waits, not even a large frame for the socket to drain."""
+
+    def answer(self, reply: InvocationResult) -> None:
+        """Post a call's result; one JSON cannot carry goes back as a serialization_error instead."""
+        try:
+            self.post(reply)
+        except ProtocolError as exc:
+            reply.result, reply.error = None, {"code": codes.SERIALIZATION_ERROR, "message": str(exc)}
+            self.post(reply)
+
+    @abstractmethod
     def executor(self, function_id: str, remote: Executor) -> Executor:
         """How a call to `function_id` owned by this worker runs; `remote` sends it as a frame."""
 
@@ -80,6 +93,10 @@ class WsConnection(Connection):
         except (ConnectionError, RuntimeError) as exc:
             log.debug("send to %s failed: %s", self.worker_id, exc)
 
+    def post(self, msg: Message) -> None:
+        if not (self.closing or self.ws.closed):
+            self._frames.write(TEXT, encode(msg))
+
     def executor(self, function_id: str, remote: Executor) -> Executor:
         return remote
 
@@ -104,6 +121,9 @@ class InprocConnection(Connection):
         self.peer = peer
 
     async def send(self, msg: Message) -> None:
+        self.post(msg)
+
+    def post(self, msg: Message) -> None:
         if not self.closing:
             self.peer.deliver(msg)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import secrets
 import time
@@ -18,7 +17,7 @@ from teamster.engine.config import ConfigError, EngineConfig, first_error
 from teamster.engine.connection import Connection, InprocConnection, LocalPeer
 from teamster.engine.rbac import WORKERS_REGISTER, Session
 from teamster.engine.registry import Conflict, FunctionEntry, FunctionRegistry, Invocation
-from teamster.engine.router import Router, target_namespace
+from teamster.engine.router import Remote, Router, target_namespace
 from teamster.engine.triggers import (
     Binding,
     TriggerConfigError,
@@ -34,7 +33,6 @@ from teamster.protocol import (
     Message,
     Ping,
     Pong,
-    ProtocolError,
     Reattach,
     RegisterFunction,
     RegisterService,
@@ -263,7 +261,7 @@ class Engine:
         if isinstance(msg, InvokeFunction):
             if msg.function_id == WORKERS_REGISTER:
                 await self._name_from_frame(conn, msg)
-            else:
+            elif conn.session is not None or not self.router.forward(conn, msg):
                 self.router.spawn(self._serve(conn, msg))
         elif isinstance(msg, InvocationResult):
             self.router.resolve(msg)
@@ -331,7 +329,7 @@ class Engine:
         except InvocationError as exc:
             log.warning("worker %s: %s", conn.worker_id, exc)
             reply = InvocationResult(invocation_id="", function_id=msg.function_id, error=exc.to_wire())
-        await self._reply(conn, msg, reply)
+        self._reply(conn, msg, reply)
 
     async def _serve(self, conn: Connection, msg: InvokeFunction) -> None:
         try:
@@ -350,7 +348,7 @@ class Engine:
             )
         else:
             reply = InvocationResult(invocation_id="", function_id=msg.function_id, result=result)
-        await self._reply(conn, msg, reply)
+        self._reply(conn, msg, reply)
 
     async def _invoke_checked(self, conn: Connection, session: Session, msg: InvokeFunction) -> Any:
         """A call from an RBAC or middleware listener: FORBIDDEN, or handed to the listener's middleware.
@@ -366,16 +364,12 @@ class Engine:
             middleware, session.middleware_input(msg, namespace), namespace=namespace, metadata=msg.metadata
         )
 
-    async def _reply(self, conn: Connection, msg: InvokeFunction, reply: InvocationResult) -> None:
+    def _reply(self, conn: Connection, msg: InvokeFunction, reply: InvocationResult) -> None:
         is_void = msg.action is not None and msg.action.get("type") == "void"
         if msg.invocation_id is None or is_void:
             return
         reply.invocation_id = msg.invocation_id
-        try:
-            await conn.send(reply)
-        except ProtocolError as exc:
-            reply.result, reply.error = None, {"code": codes.SERIALIZATION_ERROR, "message": str(exc)}
-            await conn.send(reply)
+        conn.answer(reply)
 
     async def _pin_namespace(self, conn: Connection, namespace: str) -> None:
         timer = self._grace.pop(conn.worker_id, None)
@@ -414,13 +408,13 @@ class Engine:
         # RegisterService only groups functions for display; services derive from id prefixes.
 
     async def _register_function(self, conn: Connection, msg: RegisterFunction, namespace: str) -> None:
-        remote = functools.partial(self.router.remote, conn)
+        remote = Remote(self.router, conn)
         if conn.session is not None:
             vetted = await conn.session.vet_function(self.call, msg, namespace)
             if vetted is None:
                 return
             if vetted.id != msg.id:  # calls reach the worker under the id it registered
-                remote = functools.partial(self.router.remote, conn, as_id=msg.id)
+                remote.as_id = msg.id
             msg = vetted
         if msg.id.startswith("engine::") and namespace != "default":
             await conn.send(

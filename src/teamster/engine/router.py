@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from teamster.engine.registry import FunctionRegistry, Invocation
@@ -21,10 +22,41 @@ log = logging.getLogger("teamster.engine")
 Enqueuer = Callable[[str, str, Any, str, str | None, str | None], Awaitable[str]]
 
 
+@dataclass(slots=True)
+class Remote:
+    """The executor of a function a worker serves over the wire. `as_id`: the id the worker knows the
+    function by, when the engine filed it under another."""
+
+    router: Router
+    conn: Connection
+    as_id: str | None = None
+
+    def __call__(self, inv: Invocation) -> Awaitable[Any]:
+        return self.router.remote(self.conn, inv, self.as_id)
+
+
+@dataclass(slots=True)
+class Relay:
+    """A worker's sync call passed on to the worker that serves it; `Router.resolve` answers it."""
+
+    caller: Connection
+    invocation_id: str
+    function_id: str
+
+    def answer(self, result: Any, error: InvocationError | None) -> None:
+        reply = InvocationResult(invocation_id=self.invocation_id, function_id=self.function_id)
+        if error is None:
+            reply.result = result
+        else:
+            reply.error = error.to_wire()
+        self.caller.answer(reply)
+
+
 class Router:
     def __init__(self, functions: FunctionRegistry) -> None:
         self.functions = functions
-        self.pending: dict[str, tuple[asyncio.Future[Any], Connection]] = {}
+        # A call out to a worker, by the invocation id it was sent with: what waits for its result, and the worker.
+        self.pending: dict[str, tuple[asyncio.Future[Any] | Relay, Connection]] = {}
         self.enqueuer: Enqueuer | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -50,8 +82,8 @@ class Router:
                 f"Function {function_id} not found in namespace {namespace}{hint}",
                 function_id=function_id,
             )
-        if caller is not None and isinstance(data, dict):
-            data = {**data, "_caller_worker_id": caller.worker_id}
+        if caller is not None:
+            data = with_caller(data, caller)
         inv = Invocation(
             function_id=function_id,
             invocation_id=invocation_id or new_id(),
@@ -78,15 +110,46 @@ class Router:
             return await self._enqueue(msg, namespace, action)
         raise InvocationError(codes.DESERIALIZATION_ERROR, f"unknown action type {kind!r}", function_id=msg.function_id)
 
+    def forward(self, caller: Connection, msg: InvokeFunction) -> bool:
+        """Pass a worker's sync call to a function another worker serves over the wire, with no task
+        in between (a task per call was the engine's largest cost). False: it needs the general path."""
+        if (msg.action and msg.action.get("type") is not None) or msg.invocation_id is None:
+            return False
+        try:
+            namespace = target_namespace(msg)
+        except InvocationError:
+            return False
+        entry = self.functions.get(namespace, msg.function_id)
+        remote = entry.execute if entry is not None else None
+        if not isinstance(remote, Remote):
+            return False
+        relay = Relay(caller, msg.invocation_id, msg.function_id)
+        conn = remote.conn
+        iid = self._claim(msg.invocation_id, relay, conn)
+        call = InvokeFunction(
+            function_id=remote.as_id or msg.function_id,
+            invocation_id=iid,
+            data=with_caller(msg.data, caller),
+            metadata=msg.metadata,
+            traceparent=msg.traceparent,
+            baggage=msg.baggage,
+        )
+        try:
+            conn.post(call)
+        except ProtocolError as exc:
+            error = InvocationError(codes.SERIALIZATION_ERROR, str(exc), function_id=msg.function_id)
+        else:
+            if not conn.closing:
+                return True
+            error = InvocationError(codes.INVOCATION_STOPPED, "Invocation stopped", function_id=msg.function_id)
+        self._release(iid, conn)
+        relay.answer(None, error)
+        return True
+
     async def remote(self, conn: Connection, inv: Invocation, as_id: str | None = None) -> Any:
-        """Executor for functions a worker serves over the wire: send the call, await its result frame.
-        `as_id`: the id the worker knows the function by, when the engine filed it under another."""
-        iid = inv.invocation_id
-        if iid in self.pending:  # two callers chose the same id: keep results apart
-            iid = new_id()
+        """Send the call to the worker that serves it as a frame, and await its result frame."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending[iid] = (future, conn)
-        conn.executing.add(iid)
+        iid = self._claim(inv.invocation_id, future, conn)
         try:
             try:
                 await conn.send(
@@ -105,28 +168,49 @@ class Router:
                 raise InvocationError(codes.INVOCATION_STOPPED, "Invocation stopped", function_id=inv.function_id)
             return await future
         finally:
-            self.pending.pop(iid, None)
-            conn.executing.discard(iid)
+            self._release(iid, conn)
 
     def resolve(self, msg: InvocationResult) -> None:
         pending = self.pending.get(msg.invocation_id)
         if pending is None:
             log.debug("late or unknown invocation result %s dropped", msg.invocation_id)
             return
-        future = pending[0]
-        if future.done():
+        waiter, conn = pending
+        error = InvocationError.from_wire(msg.error, msg.function_id) if msg.error is not None else None
+        if isinstance(waiter, Relay):
+            self._release(msg.invocation_id, conn)
+            waiter.answer(msg.result, error)
+        elif waiter.done():
             return
-        if msg.error is not None:
-            future.set_exception(InvocationError.from_wire(msg.error, msg.function_id))
+        elif error is not None:
+            waiter.set_exception(error)
         else:
-            future.set_result(msg.result)
+            waiter.set_result(msg.result)
 
     def stop_all(self, conn: Connection) -> None:
         """The executor went away: every call it was running ends with `invocation_stopped`."""
         for iid in list(conn.executing):
             pending = self.pending.get(iid)
-            if pending is not None and not pending[0].done():
-                pending[0].set_exception(InvocationError(codes.INVOCATION_STOPPED, "Invocation stopped"))
+            if pending is None:
+                continue
+            waiter, stopped = pending[0], InvocationError(codes.INVOCATION_STOPPED, "Invocation stopped")
+            if isinstance(waiter, Relay):
+                self._release(iid, conn)
+                waiter.answer(None, stopped)
+            elif not waiter.done():
+                waiter.set_exception(stopped)
+
+    def _claim(self, iid: str, waiter: asyncio.Future[Any] | Relay, conn: Connection) -> str:
+        """File a call out to `conn`; returns the id it goes out with (a fresh one if two callers chose the same)."""
+        if iid in self.pending:
+            iid = new_id()
+        self.pending[iid] = (waiter, conn)
+        conn.executing.add(iid)
+        return iid
+
+    def _release(self, iid: str, conn: Connection) -> None:
+        self.pending.pop(iid, None)
+        conn.executing.discard(iid)
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -183,3 +267,8 @@ def target_namespace(msg: InvokeFunction) -> str:
     if namespace is not None and not namespace.strip():
         raise InvocationError(codes.INVALID_NAMESPACE, "namespace must not be blank", function_id=msg.function_id)
     return namespace or "default"
+
+
+def with_caller(data: Any, caller: Connection) -> Any:
+    """The payload as the executor gets it: an object payload names the calling worker (§3.2)."""
+    return {**data, "_caller_worker_id": caller.worker_id} if isinstance(data, dict) else data

@@ -78,8 +78,14 @@ class FrameWriter:
         self._size = 0
 
     def write(self, opcode: int, payload: bytes) -> None:
-        """Queue a frame for the end of this loop iteration, or write the batch now if it is full."""
+        """Queue a frame for the end of this loop iteration, or write the batch now if it is full.
+        A frame of BATCH_MAX or more is not copied into a batch: it leaves at once, after the queue."""
         data = frame(opcode, payload, self._masked)
+        if len(data) >= BATCH_MAX:
+            self.flush()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+            return
         if not self._outbox:
             asyncio.get_running_loop().call_soon(self.flush)
         self._outbox.append(data)
