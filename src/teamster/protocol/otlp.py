@@ -123,6 +123,8 @@ def _otlp_attributes(attributes: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _otlp_value(value: Any) -> dict[str, Any]:
+    if type(value) is str:  # nearly every attribute: skip the checks below
+        return {"stringValue": value}
     if isinstance(value, bool):
         return {"boolValue": value}
     if isinstance(value, int):
