@@ -53,7 +53,8 @@ class Connection(ABC):
 
     @abstractmethod
     def post(self, msg: Message) -> None:
-        """`send` for code outside any task: nothing waits, not even a large frame for the socket to drain."""
+        """`send` that never waits, not even for the socket to drain after a large frame: for answers
+        given straight from an incoming frame."""
 
     def answer(self, reply: InvocationResult) -> None:
         """Post a call's result; one JSON cannot carry goes back as a serialization_error instead."""
