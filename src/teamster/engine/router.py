@@ -126,22 +126,14 @@ class Router:
         relay = Relay(caller, msg.invocation_id, msg.function_id)
         conn = remote.conn
         iid = self._claim(msg.invocation_id, relay, conn)
-        call = InvokeFunction(
-            function_id=remote.as_id or msg.function_id,
-            invocation_id=iid,
-            data=with_caller(msg.data, caller),
-            metadata=msg.metadata,
-            traceparent=msg.traceparent,
-            baggage=msg.baggage,
-        )
         try:
-            conn.post(call)
+            conn.post(outgoing(msg, iid, remote.as_id, with_caller(msg.data, caller)))
         except ProtocolError as exc:
-            error = InvocationError(codes.SERIALIZATION_ERROR, str(exc), function_id=msg.function_id)
+            error = unsendable(exc, msg.function_id)
         else:
             if not conn.closing:
                 return True
-            error = InvocationError(codes.INVOCATION_STOPPED, "Invocation stopped", function_id=msg.function_id)
+            error = stopped(msg.function_id)
         self._release(iid, conn)
         relay.answer(None, error)
         return True
@@ -152,20 +144,11 @@ class Router:
         iid = self._claim(inv.invocation_id, future, conn)
         try:
             try:
-                await conn.send(
-                    InvokeFunction(
-                        function_id=as_id or inv.function_id,
-                        invocation_id=iid,
-                        data=inv.data,
-                        metadata=inv.metadata,
-                        traceparent=inv.traceparent,
-                        baggage=inv.baggage,
-                    )
-                )
+                await conn.send(outgoing(inv, iid, as_id, inv.data))
             except ProtocolError as exc:
-                raise InvocationError(codes.SERIALIZATION_ERROR, str(exc), function_id=inv.function_id) from None
+                raise unsendable(exc, inv.function_id) from None
             if conn.closing:
-                raise InvocationError(codes.INVOCATION_STOPPED, "Invocation stopped", function_id=inv.function_id)
+                raise stopped(inv.function_id)
             return await future
         finally:
             self._release(iid, conn)
@@ -193,12 +176,12 @@ class Router:
             pending = self.pending.get(iid)
             if pending is None:
                 continue
-            waiter, stopped = pending[0], InvocationError(codes.INVOCATION_STOPPED, "Invocation stopped")
+            waiter = pending[0]
             if isinstance(waiter, Relay):
                 self._release(iid, conn)
-                waiter.answer(None, stopped)
+                waiter.answer(None, stopped())
             elif not waiter.done():
-                waiter.set_exception(stopped)
+                waiter.set_exception(stopped())
 
     def _claim(self, iid: str, waiter: asyncio.Future[Any] | Relay, conn: Connection) -> str:
         """File a call out to `conn`; returns the id it goes out with (a fresh one if two callers chose the same)."""
@@ -272,3 +255,24 @@ def target_namespace(msg: InvokeFunction) -> str:
 def with_caller(data: Any, caller: Connection) -> Any:
     """The payload as the executor gets it: an object payload names the calling worker (§3.2)."""
     return {**data, "_caller_worker_id": caller.worker_id} if isinstance(data, dict) else data
+
+
+def outgoing(call: Invocation | InvokeFunction, iid: str, as_id: str | None, data: Any) -> InvokeFunction:
+    """A call as it goes out to the worker that serves it: under `iid`, and under `as_id` when given."""
+    return InvokeFunction(
+        function_id=as_id or call.function_id,
+        invocation_id=iid,
+        data=data,
+        metadata=call.metadata,
+        traceparent=call.traceparent,
+        baggage=call.baggage,
+    )
+
+
+def unsendable(exc: ProtocolError, function_id: str) -> InvocationError:
+    return InvocationError(codes.SERIALIZATION_ERROR, str(exc), function_id=function_id)
+
+
+def stopped(function_id: str | None = None) -> InvocationError:
+    """The worker serving the call went away (or is going) before it answered."""
+    return InvocationError(codes.INVOCATION_STOPPED, "Invocation stopped", function_id=function_id)
