@@ -469,6 +469,39 @@ def test_any_export_decodes_or_is_refused_cleanly(doc: Any) -> None:
         decode_otlp(orjson.dumps(doc))
 
 
+_HEX_ID = st.binary(min_size=16, max_size=16).filter(any).map(bytes.hex)
+_ATTRIBUTE_VALUE = st.recursive(
+    st.text(max_size=5) | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner, max_size=2),
+    max_leaves=4,
+)
+_RECORD = st.builds(
+    SpanRecord,
+    trace_id=_HEX_ID,
+    span_id=_HEX_ID.map(lambda hexed: hexed[:16]).filter(lambda hexed: hexed != "0" * 16),
+    parent_span_id=st.none() | st.just(PARENT),
+    name=st.text(max_size=8),
+    service_name=st.just("svc"),
+    start_ns=st.integers(0, 2**63 - 1),
+    end_ns=st.integers(0, 2**63 - 1),
+    kind=st.sampled_from(["unspecified", "internal", "server", "client", "producer", "consumer"]),
+    status=st.sampled_from(["unset", "ok", "error"]),
+    status_message=st.none() | st.text(min_size=1, max_size=5),
+    attributes=st.dictionaries(st.text(max_size=4), _ATTRIBUTE_VALUE, max_size=3),
+    scope=st.just("teamster"),
+)
+
+
+@given(st.lists(_RECORD, max_size=4), st.lists(st.tuples(st.integers(0, 4), _JSON), max_size=3))
+def test_a_frames_good_spans_survive_its_bad_ones(good: list[SpanRecord], bad: list[tuple[int, Any]]) -> None:
+    """Junk spans anywhere in a frame are counted and skipped; every good span is kept, unchanged and in order."""
+    frame = orjson.loads(encode_otlp(good)) if good else {"resourceSpans": [{"scopeSpans": [{"spans": []}]}]}
+    spans = frame["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    for position, junk in bad:
+        spans.insert(min(position, len(spans)), junk)
+    assert decode_otlp(orjson.dumps(frame)) == (good, len(bad))
+
+
 async def test_official_sdk_frames_are_ingested(engine: Engine, ws_url: str) -> None:
     """The shape iii-sdk's exporter sends: hex ids, int64 as strings, typed attribute values."""
     child = "b7ad6b7169203331"
@@ -527,6 +560,19 @@ async def test_official_sdk_frames_are_ingested(engine: Engine, ws_url: str) -> 
     # its parent is not stored: the span roots its own tree
     tree = await engine.call("engine::traces::tree", {"trace_id": TRACE})
     assert [root["span_id"] for root in tree["roots"]] == [child]
+
+
+async def test_a_frame_larger_than_the_ring_keeps_its_newest_spans() -> None:
+    async with Engine(engine_config(iii_traces={"max_spans": 3})) as engine:
+        assert engine.traces is not None
+        spans = [SpanRecord(f"{i + 1:032x}", PARENT, None, f"s{i}", "svc", i) for i in range(5)]
+        engine.ingest_telemetry("OTLP", encode_otlp(spans))
+        listed = await engine.call("engine::traces::list", {})
+        assert [s["name"] for s in listed["spans"]] == ["s4", "s3", "s2"]
+        stats = await engine.call("engine::traces::stats", {})
+        assert (stats["stored"], stats["evicted"]) == (3, 2)
+        tree = await engine.call("engine::traces::tree", {"trace_id": f"{4:032x}"})
+        assert [root["name"] for root in tree["roots"]] == ["s3"]
 
 
 def test_otlp_encoding_round_trips() -> None:

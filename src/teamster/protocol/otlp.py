@@ -8,10 +8,10 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-import orjson
+import msgspec
+from msgspec import UNSET, UnsetType
 
 OTLP_FRAME_PREFIX = b"OTLP"
 SESSION_ID = "iii.session.id"
@@ -28,11 +28,15 @@ _STATUS_OF: dict[Any, str] = {
 _KIND_NUMBER = {kind: number for number, kind in enumerate(KINDS)}
 _STATUS_NUMBER = {status: number for number, status in enumerate(STATUSES)}
 _HEX = frozenset("0123456789abcdef")
+S = TypeVar("S")
 
 
-@dataclass(slots=True)
-class SpanRecord:
-    """One finished span, as workers produce it and the engine stores and exports it."""
+class SpanRecord(msgspec.Struct, gc=False):
+    """One finished span, as workers produce it and the engine stores and exports it.
+
+    Not tracked by the cycle collector (it holds no cycles): the engine keeps thousands of them, and
+    walking them cost more than decoding them.
+    """
 
     trace_id: str  # 32 lowercase hex
     span_id: str  # 16 lowercase hex
@@ -44,7 +48,7 @@ class SpanRecord:
     kind: str = "internal"
     status: str = "unset"
     status_message: str | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = {}
     events: list[dict[str, Any]] | None = None
     scope: str = "teamster"
 
@@ -73,69 +77,146 @@ class SpanRecord:
 # ---- OTLP/JSON ----------------------------------------------------------------------------------
 
 
+# The OTLP/JSON export as msgspec structs, both ways: decoded straight into them, a span costs a
+# fraction of a dict tree, and like SpanRecord they are invisible to the cycle collector. Fields
+# absent or at their default are left out when encoding; unknown fields are ignored when decoding.
+
+
+class _Value(msgspec.Struct, gc=False, omit_defaults=True):
+    stringValue: str | UnsetType = UNSET
+    boolValue: bool | UnsetType = UNSET
+    intValue: int | str | UnsetType = UNSET
+    doubleValue: float | UnsetType = UNSET
+    arrayValue: _ValueList | UnsetType = UNSET
+    kvlistValue: _KeyValueList | UnsetType = UNSET
+    bytesValue: str | UnsetType = UNSET
+
+
+class _KeyValue(msgspec.Struct, gc=False, omit_defaults=True):
+    key: str
+    value: _Value | None = None
+
+
+class _ValueList(msgspec.Struct, gc=False, omit_defaults=True):
+    values: list[_Value] | None = None
+
+
+class _KeyValueList(msgspec.Struct, gc=False, omit_defaults=True):
+    values: list[_KeyValue] | None = None
+
+
+class _Status(msgspec.Struct, gc=False, omit_defaults=True):
+    code: int | str | None = 0
+    message: str | None = None
+
+
+class _Event(msgspec.Struct, gc=False, omit_defaults=True):
+    name: str = ""
+    timeUnixNano: int | str | None = 0
+    attributes: list[_KeyValue] | None = None
+
+
+class _Span(msgspec.Struct, gc=False, omit_defaults=True):
+    traceId: str
+    spanId: str
+    name: str
+    parentSpanId: str | None = None
+    kind: int | str | None = 0
+    startTimeUnixNano: int | str | None = 0
+    endTimeUnixNano: int | str | None = 0
+    attributes: list[_KeyValue] | None = None
+    events: list[_Event] | None = None
+    status: _Status | None = None
+
+
+class _Scope(msgspec.Struct, gc=False, omit_defaults=True):
+    name: str | None = None
+
+
+class _Resource(msgspec.Struct, gc=False, omit_defaults=True):
+    attributes: list[_KeyValue] | None = None
+
+
+class _ScopeSpans(msgspec.Struct, Generic[S], gc=False, omit_defaults=True):
+    scope: _Scope | None = None
+    spans: list[S] | None = None
+
+
+class _ResourceSpans(msgspec.Struct, Generic[S], gc=False, omit_defaults=True):
+    resource: _Resource | None = None
+    scopeSpans: list[_ScopeSpans[S]] | None = None
+
+
+class _Export(msgspec.Struct, Generic[S], gc=False, omit_defaults=True):
+    resourceSpans: list[_ResourceSpans[S]]
+
+
+_whole = msgspec.json.Decoder(_Export[_Span])
+_span_by_span = msgspec.json.Decoder(_Export[msgspec.Raw])  # a bad span then skips only itself
+_one_span = msgspec.json.Decoder(_Span)
+_encoder = msgspec.json.Encoder()
+
+
 def encode_otlp(spans: Iterable[SpanRecord]) -> bytes:
     """An OTLP/JSON `ExportTraceServiceRequest`: one resource per service, hex ids (the OTLP/JSON rule)."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], list[_Span]] = {}
     for span in spans:
-        groups.setdefault((span.service_name, span.scope), []).append(_otlp_span(span))
-    resources: dict[str, list[dict[str, Any]]] = {}
-    for (service, scope), otlp_spans in groups.items():
-        resources.setdefault(service, []).append({"scope": {"name": scope}, "spans": otlp_spans})
-    return orjson.dumps(
-        {
-            "resourceSpans": [
-                {"resource": {"attributes": _otlp_attributes({"service.name": service})}, "scopeSpans": scopes}
+        groups.setdefault((span.service_name, span.scope), []).append(_wire_span(span))
+    resources: dict[str, list[_ScopeSpans[_Span]]] = {}
+    for (service, scope), wire_spans in groups.items():
+        resources.setdefault(service, []).append(_ScopeSpans(_Scope(scope), wire_spans))
+    return _encoder.encode(
+        _Export(
+            [
+                _ResourceSpans(_Resource(_wire_attributes({"service.name": service})), scopes)
                 for service, scopes in resources.items()
             ]
-        }
+        )
     )
 
 
-def _otlp_span(span: SpanRecord) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "traceId": span.trace_id,
-        "spanId": span.span_id,
-        "name": span.name,
-        "kind": _KIND_NUMBER.get(span.kind, 0),
-        "startTimeUnixNano": str(span.start_ns),
-        "endTimeUnixNano": str(span.end_ns),
-        "attributes": _otlp_attributes(span.attributes),
-        "status": {"code": _STATUS_NUMBER.get(span.status, 0)},
-    }
-    if span.parent_span_id:
-        out["parentSpanId"] = span.parent_span_id
-    if span.status_message:
-        out["status"]["message"] = span.status_message
-    if span.events:
-        out["events"] = [
-            {
-                "name": event.get("name", ""),
-                "timeUnixNano": str(event.get("time_unix_nano", 0)),
-                "attributes": _otlp_attributes(event.get("attributes") or {}),
-            }
+def _wire_span(span: SpanRecord) -> _Span:
+    return _Span(
+        span.trace_id,
+        span.span_id,
+        span.name,
+        span.parent_span_id or None,
+        _KIND_NUMBER.get(span.kind, 0),
+        str(span.start_ns),  # int64 travels as a string in proto3 JSON
+        str(span.end_ns),
+        _wire_attributes(span.attributes),
+        [
+            _Event(
+                event.get("name", ""),
+                str(event.get("time_unix_nano", 0)),
+                _wire_attributes(event.get("attributes") or {}),
+            )
             for event in span.events
         ]
-    return out
+        if span.events
+        else None,
+        _Status(_STATUS_NUMBER.get(span.status, 0), span.status_message or None),
+    )
 
 
-def _otlp_attributes(attributes: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": key, "value": _otlp_value(value)} for key, value in attributes.items() if value is not None]
+def _wire_attributes(attributes: Mapping[str, Any]) -> list[_KeyValue]:
+    return [_KeyValue(key, _wire_value(value)) for key, value in attributes.items() if value is not None]
 
 
-def _otlp_value(value: Any) -> dict[str, Any]:
+def _wire_value(value: Any) -> _Value:
     if type(value) is str:  # nearly every attribute: skip the checks below
-        return {"stringValue": value}
+        return _Value(value)
     if isinstance(value, bool):
-        return {"boolValue": value}
+        return _Value(boolValue=value)
     if isinstance(value, int):
-        return {"intValue": str(value)}  # int64 travels as a string in proto3 JSON
+        return _Value(intValue=str(value))
     if isinstance(value, float):
-        return {"doubleValue": value}
+        return _Value(doubleValue=value)
     if isinstance(value, list | tuple):
-        return {"arrayValue": {"values": [_otlp_value(v) for v in value]}}
+        return _Value(arrayValue=_ValueList([_wire_value(v) for v in value]))
     if isinstance(value, dict):
-        return {"kvlistValue": {"values": _otlp_attributes(value)}}
-    return {"stringValue": value if isinstance(value, str) else str(value)}
+        return _Value(kvlistValue=_KeyValueList(_wire_attributes(value)))
+    return _Value(str(value))
 
 
 class MalformedTelemetry(ValueError):
@@ -147,95 +228,78 @@ def decode_otlp(payload: bytes) -> tuple[list[SpanRecord], int]:
 
     A frame whose structure is wrong raises MalformedTelemetry; a bad span only skips itself.
     """
+    export: _Export[_Span] | _Export[msgspec.Raw]
     try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedTelemetry(f"not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise MalformedTelemetry("not a JSON object")
-    try:
-        return _decode_resources(doc)
-    except MalformedTelemetry:
-        raise
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-        raise MalformedTelemetry(f"bad resource or scope: {exc!r}") from None
-
-
-def _decode_resources(doc: dict[str, Any]) -> tuple[list[SpanRecord], int]:
+        export = _whole.decode(payload)
+    except (msgspec.DecodeError, RecursionError):
+        try:
+            export = _span_by_span.decode(payload)
+        except msgspec.ValidationError as exc:
+            raise MalformedTelemetry(str(exc)) from None
+        except msgspec.DecodeError as exc:
+            raise MalformedTelemetry(f"not JSON: {exc}") from None
+        except RecursionError:
+            raise MalformedTelemetry("nested too deeply") from None
     spans: list[SpanRecord] = []
     skipped = 0
-    for resource_spans in _list(doc.get("resourceSpans"), "resourceSpans", required=True):
-        resource = _dict(resource_spans, "resourceSpans[]").get("resource")
-        resource_attrs = _attributes(_dict(resource, "resource").get("attributes")) if resource is not None else {}
-        service = resource_attrs.get("service.name")
-        service_name = service if isinstance(service, str) and service else "unknown"
-        for scope_spans in _list(resource_spans.get("scopeSpans"), "scopeSpans"):
-            scope = _dict(scope_spans, "scopeSpans[]").get("scope")
-            scope_name = _dict(scope, "scope").get("name") if scope is not None else None
-            for raw in _list(scope_spans.get("spans"), "spans"):
+    for resource_spans in export.resourceSpans:
+        service_name = _service_name(resource_spans.resource)
+        for scope_spans in resource_spans.scopeSpans or ():
+            scope = scope_spans.scope
+            scope_name = scope.name or "" if scope is not None else ""
+            for span in scope_spans.spans or ():
                 try:
-                    spans.append(_span_from_otlp(raw, service_name, scope_name if isinstance(scope_name, str) else ""))
-                except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+                    wire = span if isinstance(span, _Span) else _one_span.decode(span)
+                    spans.append(_record(wire, service_name, scope_name))
+                except (msgspec.DecodeError, ValueError, TypeError, RecursionError):
                     skipped += 1
     return spans, skipped
 
 
-def _list(value: Any, where: str, *, required: bool = False) -> list[Any]:
-    if value is None and not required:
-        return []
-    if not isinstance(value, list):
-        raise MalformedTelemetry(f"{where} must be a list")
-    return value
+def _service_name(resource: _Resource | None) -> str:
+    """The resource's last `service.name`, when it is a non-empty string; its other attributes are not read."""
+    name = "unknown"
+    for kv in resource.attributes or () if resource is not None else ():
+        if kv.key == "service.name":
+            value = kv.value.stringValue if kv.value is not None else None
+            name = value if isinstance(value, str) and value else "unknown"
+    return name
 
 
-def _dict(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise MalformedTelemetry(f"{where} must be an object")
-    return value
-
-
-def _span_from_otlp(raw: dict[str, Any], service_name: str, scope: str) -> SpanRecord:
-    # Every span of every frame passes here: positional construction, absent fields skipped.
-    parent = raw.get("parentSpanId")
-    status = raw.get("status") or {}
-    name = raw["name"]
-    if not isinstance(name, str):
-        raise TypeError("span name must be a string")
-    message = status.get("message")
-    raw_events = raw.get("events")
+def _record(span: _Span, service_name: str, scope: str) -> SpanRecord:
+    parent = span.parentSpanId
+    status = span.status
     events = (
         [
             {
-                "name": str(event.get("name", "")),
-                "time_unix_nano": int(event.get("timeUnixNano") or 0),
-                "attributes": _attributes(event.get("attributes")),
+                "name": event.name,
+                "time_unix_nano": int(event.timeUnixNano or 0),
+                "attributes": _attributes(event.attributes),
             }
-            for event in raw_events
+            for event in span.events
         ]
-        if raw_events
+        if span.events
         else None
     )
     return SpanRecord(
-        _otlp_id(raw["traceId"], 16),
-        _otlp_id(raw["spanId"], 8),
+        _otlp_id(span.traceId, 16),
+        _otlp_id(span.spanId, 8),
         _otlp_id(parent, 8) if parent else None,
-        name,
+        span.name,
         service_name,
-        int(raw.get("startTimeUnixNano") or 0),
-        int(raw.get("endTimeUnixNano") or 0),
-        _KIND_OF.get(raw.get("kind", 0), "unspecified"),
-        _STATUS_OF.get(status.get("code", 0), "unset"),
-        message if isinstance(message, str) and message else None,
-        _attributes(raw.get("attributes")),
+        int(span.startTimeUnixNano or 0),
+        int(span.endTimeUnixNano or 0),
+        _KIND_OF.get(span.kind, "unspecified"),
+        _STATUS_OF.get(status.code, "unset") if status is not None else "unset",
+        status.message or None if status is not None else None,
+        _attributes(span.attributes),
         events,
         scope,
     )
 
 
-def _otlp_id(value: Any, size: int) -> str:
+def _otlp_id(value: str, size: int) -> str:
     """Hex per the OTLP/JSON spec; base64 (plain proto3 JSON) is accepted too. All-zero ids are invalid."""
-    if not isinstance(value, str):
-        raise TypeError("ids are strings")
     hexed = value.lower()
     if len(hexed) != 2 * size or not _HEX.issuperset(hexed):
         try:
@@ -250,30 +314,25 @@ def _otlp_id(value: Any, size: int) -> str:
     return hexed
 
 
-def _attributes(raw: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for entry in raw or []:
-        key = entry.get("key")
-        if isinstance(key, str):
-            out[key] = _any_value(entry.get("value"))
-    return out
+def _attributes(attributes: list[_KeyValue] | None) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in attributes} if attributes else {}
 
 
-def _any_value(value: Any) -> Any:
-    if not isinstance(value, dict):
+def _value(value: _Value | None) -> Any:
+    if value is None:
         return None
-    if "stringValue" in value:
-        return str(value["stringValue"])
-    if "boolValue" in value:
-        return bool(value["boolValue"])
-    if "intValue" in value:
-        return int(value["intValue"])
-    if "doubleValue" in value:
-        return float(value["doubleValue"])
-    if "arrayValue" in value:
-        return [_any_value(v) for v in (value["arrayValue"] or {}).get("values") or []]
-    if "kvlistValue" in value:
-        return _attributes((value["kvlistValue"] or {}).get("values"))
-    if "bytesValue" in value:
-        return str(value["bytesValue"])
+    if value.stringValue is not UNSET:
+        return value.stringValue
+    if value.boolValue is not UNSET:
+        return value.boolValue
+    if value.intValue is not UNSET:
+        return int(value.intValue)
+    if value.doubleValue is not UNSET:
+        return value.doubleValue
+    if value.arrayValue is not UNSET:
+        return [_value(v) for v in value.arrayValue.values or ()]
+    if value.kvlistValue is not UNSET:
+        return _attributes(value.kvlistValue.values)
+    if value.bytesValue is not UNSET:
+        return value.bytesValue
     return None
