@@ -582,10 +582,20 @@ def test_otlp_encoding_round_trips() -> None:
     span.events = [{"name": "e", "time_unix_nano": 6, "attributes": {"x": 1.5}}]
     spans, skipped = decode_otlp(encode_otlp([span]))
     assert (spans, skipped) == ([span], 0)
-    plain_proto3 = {"traceId": _base64(TRACE), "spanId": _base64(PARENT), "name": "b64"}
+    plain_proto3 = {  # plain proto3 JSON is understood too: base64 ids, enum names, numbers either way
+        "traceId": _base64(TRACE),
+        "spanId": _base64(PARENT),
+        "name": "b64",
+        "kind": "SPAN_KIND_CLIENT",
+        "status": {"code": "STATUS_CODE_ERROR"},
+        "startTimeUnixNano": 5,
+        "attributes": [{"key": "d", "value": {"doubleValue": "1.5"}}, {"key": "i", "value": {"intValue": 7}}],
+    }
     frame = {"resourceSpans": [{"scopeSpans": [{"spans": [plain_proto3]}]}]}
-    decoded, _ = decode_otlp(orjson.dumps(frame))  # plain proto3 JSON (base64 ids) is understood too
-    assert (decoded[0].trace_id, decoded[0].span_id) == (TRACE, PARENT)
+    (decoded,), skipped = decode_otlp(orjson.dumps(frame))
+    assert skipped == 0
+    assert (decoded.trace_id, decoded.span_id, decoded.kind, decoded.status) == (TRACE, PARENT, "client", "error")
+    assert (decoded.start_ns, decoded.attributes) == (5, {"d": 1.5, "i": 7})
 
 
 # ---- what leaves the machine ----------------------------------------------------------------------

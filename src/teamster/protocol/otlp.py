@@ -86,7 +86,7 @@ class _Value(msgspec.Struct, gc=False, omit_defaults=True):
     stringValue: str | UnsetType = UNSET
     boolValue: bool | UnsetType = UNSET
     intValue: int | str | UnsetType = UNSET
-    doubleValue: float | UnsetType = UNSET
+    doubleValue: float | str | UnsetType = UNSET  # proto3 JSON may send "NaN" or "1.5"
     arrayValue: _ValueList | UnsetType = UNSET
     kvlistValue: _KeyValueList | UnsetType = UNSET
     bytesValue: str | UnsetType = UNSET
@@ -328,7 +328,7 @@ def _value(value: _Value | None) -> Any:
     if value.intValue is not UNSET:
         return int(value.intValue)
     if value.doubleValue is not UNSET:
-        return value.doubleValue
+        return float(value.doubleValue)
     if value.arrayValue is not UNSET:
         return [_value(v) for v in value.arrayValue.values or ()]
     if value.kvlistValue is not UNSET:
