@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -28,7 +29,8 @@ _STATUS_OF: dict[Any, str] = {
 _KIND_NUMBER = {kind: number for number, kind in enumerate(KINDS)}
 _STATUS_NUMBER = {status: number for number, status in enumerate(STATUSES)}
 _HEX = frozenset("0123456789abcdef")
-S = TypeVar("S")
+_S = TypeVar("_S")
+_NON_FINITE = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}  # JSON has no such numbers; proto3 spells them
 
 
 class SpanRecord(msgspec.Struct, gc=False):
@@ -137,18 +139,18 @@ class _Resource(msgspec.Struct, gc=False, omit_defaults=True):
     attributes: list[_KeyValue] | None = None
 
 
-class _ScopeSpans(msgspec.Struct, Generic[S], gc=False, omit_defaults=True):
+class _ScopeSpans(msgspec.Struct, Generic[_S], gc=False, omit_defaults=True):
     scope: _Scope | None = None
-    spans: list[S] | None = None
+    spans: list[_S] | None = None
 
 
-class _ResourceSpans(msgspec.Struct, Generic[S], gc=False, omit_defaults=True):
+class _ResourceSpans(msgspec.Struct, Generic[_S], gc=False, omit_defaults=True):
     resource: _Resource | None = None
-    scopeSpans: list[_ScopeSpans[S]] | None = None
+    scopeSpans: list[_ScopeSpans[_S]] | None = None
 
 
-class _Export(msgspec.Struct, Generic[S], gc=False, omit_defaults=True):
-    resourceSpans: list[_ResourceSpans[S]]
+class _Export(msgspec.Struct, Generic[_S], gc=False, omit_defaults=True):
+    resourceSpans: list[_ResourceSpans[_S]]
 
 
 _whole = msgspec.json.Decoder(_Export[_Span])
@@ -211,7 +213,7 @@ def _wire_value(value: Any) -> _Value:
     if isinstance(value, int):
         return _Value(intValue=str(value))
     if isinstance(value, float):
-        return _Value(doubleValue=value)
+        return _Value(doubleValue=value if math.isfinite(value) else _NON_FINITE[str(value)])
     if isinstance(value, list | tuple):
         return _Value(arrayValue=_ValueList([_wire_value(v) for v in value]))
     if isinstance(value, dict):
