@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from teamster.engine.engine import Engine
+from teamster.protocol import Message, ProtocolError, decode, from_dict
 from teamster.sdk import Worker
 from tests.conftest import engine_config
 from tests.raw import RawPeer
@@ -132,3 +135,49 @@ def test_engine_keeps_routing_after_garbage(live: LiveEngine, frames: list[str],
     assert result == {"payload": payload, "_caller_worker_id": live.caller.worker_id}
     owner = live.engine.functions.get("default", "fuzz::echo")
     assert owner is not None and owner.owner is not None and owner.owner.worker_id == live.echo.worker_id
+
+
+def _read(reading: Callable[[], Message]) -> Message | str:
+    """The message read, or the reason of the ProtocolError raised instead."""
+    try:
+        return reading()
+    except ProtocolError as exc:
+        return exc.reason
+
+
+def _field_by_field(raw: str) -> Message:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("malformed_json", raw) from None
+    return from_dict(obj)
+
+
+MESSAGE_TYPES = typing.get_args(Message)
+
+
+def frames_of(cls: Any) -> st.SearchStrategy[str]:
+    """Frames of one message type whose fields, each there or not, hold mostly strings, else objects or any JSON."""
+    text = st.text(max_size=8)
+    value = st.one_of(text, text, text, st.dictionaries(st.text(max_size=4), json_values, max_size=3), json_values)
+    fields = {field.name: value for field in msgspec.structs.fields(cls)}
+    return st.fixed_dictionaries({"type": st.just(cls.type)}, optional=fields).map(lambda f: orjson.dumps(f).decode())
+
+
+def _agree(raw: str) -> None:
+    assert _read(lambda: decode(raw)) == _read(lambda: _field_by_field(raw))
+
+
+@pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=[cls.type for cls in MESSAGE_TYPES])
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_frames_decode_as_the_field_by_field_reading_says(cls: Any, data: st.DataObject) -> None:
+    """Frames are decoded straight into structs; each must be taken, refused and read as the checks of
+    `from_dict` (the reading that names what is wrong) take, refuse and read it."""
+    _agree(data.draw(frames_of(cls)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=raw_frames)
+def test_garbage_is_refused_as_the_field_by_field_reading_refuses_it(raw: str) -> None:
+    _agree(raw)

@@ -328,13 +328,24 @@ async def test_unencodable_values_are_typed_errors(connect: Any) -> None:
 
     await connect(server)
     caller = await connect(Worker("odd-caller"))
-    with pytest.raises(InvocationError) as too_big:
-        await caller.trigger("odd::set", {"n": 2**70})
-    assert too_big.value.code == "serialization_error"
     with pytest.raises(InvocationError) as unencodable:
         await caller.trigger("odd::set", {})
     assert unencodable.value.code == "serialization_error"
     assert "not JSON-encodable" in unencodable.value.message
+
+
+async def test_integers_past_64_bits_cross_exactly(connect: Any) -> None:
+    server = Worker("big-ints")
+
+    @server.function("big::echo")
+    async def echo(data: Any) -> Any:
+        return data["n"]
+
+    await connect(server)
+    caller = await connect(Worker("big-caller"))
+    for n in (2**70 + 1, -(2**70) - 1, 2**64 + 3):  # none of them a float exactly
+        back = await caller.trigger("big::echo", {"n": n})
+        assert type(back) is int and back == n
 
 
 async def test_deeply_nested_values_cross_the_wire(connect: Any) -> None:

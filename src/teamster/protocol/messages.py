@@ -1,13 +1,14 @@
-"""The iii worker protocol (0.23 wire): one dataclass per message type, decoded and encoded here only."""
+"""The iii worker protocol (0.23 wire): one struct per message type, decoded and encoded here only."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import msgspec
 import orjson
 
 from teamster.protocol.errors import ProtocolError
@@ -15,16 +16,18 @@ from teamster.protocol.errors import ProtocolError
 JSON = Any
 
 
-@dataclass(slots=True)
-class WorkerRegistered:
-    type: ClassVar[str] = "workerregistered"
+class _Message(msgspec.Struct, tag_field="type", tag=str.lower):
+    """A frame's `type` is its class name in lower case; msgspec decodes a frame straight into its class."""
+
+    type: ClassVar[str]
+
+
+class WorkerRegistered(_Message):
     worker_id: str
     reattach_token: str | None = None
 
 
-@dataclass(slots=True)
-class RegisterFunction:
-    type: ClassVar[str] = "registerfunction"
+class RegisterFunction(_Message):
     id: str
     description: str | None = None
     request_format: JSON = None
@@ -33,15 +36,11 @@ class RegisterFunction:
     invocation: dict[str, Any] | None = None
 
 
-@dataclass(slots=True)
-class UnregisterFunction:
-    type: ClassVar[str] = "unregisterfunction"
+class UnregisterFunction(_Message):
     id: str
 
 
-@dataclass(slots=True)
-class RegisterTrigger:
-    type: ClassVar[str] = "registertrigger"
+class RegisterTrigger(_Message):
     id: str
     trigger_type: str
     function_id: str
@@ -51,25 +50,19 @@ class RegisterTrigger:
     trigger_namespace: str | None = None
 
 
-@dataclass(slots=True)
-class TriggerRegistrationResult:
-    type: ClassVar[str] = "triggerregistrationresult"
+class TriggerRegistrationResult(_Message):
     id: str
     trigger_type: str | None = None
     function_id: str | None = None
     error: dict[str, Any] | None = None
 
 
-@dataclass(slots=True)
-class UnregisterTrigger:
-    type: ClassVar[str] = "unregistertrigger"
+class UnregisterTrigger(_Message):
     id: str
     trigger_type: str | None = None
 
 
-@dataclass(slots=True)
-class RegisterTriggerType:
-    type: ClassVar[str] = "registertriggertype"
+class RegisterTriggerType(_Message):
     id: str
     description: str | None = None
     trigger_request_format: JSON = None
@@ -77,16 +70,12 @@ class RegisterTriggerType:
     namespace: str | None = None
 
 
-@dataclass(slots=True)
-class UnregisterTriggerType:
-    type: ClassVar[str] = "unregistertriggertype"
+class UnregisterTriggerType(_Message):
     id: str
     namespace: str | None = None
 
 
-@dataclass(slots=True)
-class InvokeFunction:
-    type: ClassVar[str] = "invokefunction"
+class InvokeFunction(_Message):
     function_id: str
     invocation_id: str | None = None
     data: JSON = None
@@ -97,9 +86,7 @@ class InvokeFunction:
     baggage: str | None = None
 
 
-@dataclass(slots=True)
-class InvocationResult:
-    type: ClassVar[str] = "invocationresult"
+class InvocationResult(_Message):
     invocation_id: str
     function_id: str | None = None
     result: JSON = None
@@ -108,16 +95,12 @@ class InvocationResult:
     baggage: str | None = None
 
 
-@dataclass(slots=True)
-class Reattach:
-    type: ClassVar[str] = "reattach"
+class Reattach(_Message):
     previous_worker_id: str
     reattach_token: str
 
 
-@dataclass(slots=True)
-class RegistrationRejected:
-    type: ClassVar[str] = "registrationrejected"
+class RegistrationRejected(_Message):
     code: str
     namespace: str | None = None
     function_id: str | None = None
@@ -125,28 +108,22 @@ class RegistrationRejected:
     owner_worker_id: str | None = None
 
 
-@dataclass(slots=True)
-class RegisterService:
-    type: ClassVar[str] = "registerservice"
+class RegisterService(_Message):
     id: str
     name: str | None = None
     description: str | None = None
     parent_service_id: str | None = None
 
 
-@dataclass(slots=True)
-class Ping:
-    type: ClassVar[str] = "ping"
+class Ping(_Message):
+    pass
 
 
-@dataclass(slots=True)
-class Pong:
-    type: ClassVar[str] = "pong"
+class Pong(_Message):
+    pass
 
 
-@dataclass(slots=True)
-class Error:
-    type: ClassVar[str] = "error"
+class Error(_Message):
     error: dict[str, Any]
 
 
@@ -170,6 +147,8 @@ Message = (
 )
 
 _TYPES: tuple[Any, ...] = typing.get_args(Message)
+for _cls in _TYPES:
+    _cls.type = _cls.__struct_config__.tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,20 +160,33 @@ class _Shape:
     objects: tuple[str, ...]  # fields that must be JSON objects when present
 
 
+def _holds(annotation: Any, kind: type) -> bool:
+    """Whether a field typed `annotation` holds `kind` (alone, or in a union with null)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return any(_holds(arg, kind) for arg in typing.get_args(annotation))
+    return (typing.get_origin(annotation) or annotation) is kind
+
+
 def _shape(cls: Any) -> _Shape:
-    fields = dataclasses.fields(cls)
+    fields = msgspec.structs.fields(cls)
     names = tuple(f.name for f in fields)
-    required = tuple(f.name for f in fields if f.default is dataclasses.MISSING)
-    strings = tuple(f.name for f in fields if str(f.type).startswith("str"))
-    objects = tuple(f.name for f in fields if str(f.type).startswith("dict"))
+    required = tuple(f.name for f in fields if f.required)
+    strings = tuple(f.name for f in fields if _holds(f.type, str))
+    objects = tuple(f.name for f in fields if _holds(f.type, dict))
     return _Shape(cls, names, required, strings, objects)
 
 
 _SHAPES: dict[str, _Shape] = {cls.type: _shape(cls) for cls in _TYPES}
+_decoder = msgspec.json.Decoder(Message)
 
 
 def decode(raw: str | bytes) -> Message:
     """Parse one frame; raise ProtocolError (and nothing else) for anything that is not a valid message."""
+    try:
+        msg: Message = _decoder.decode(raw)
+        return msg
+    except (msgspec.DecodeError, RecursionError):
+        pass  # read again below, field by field, to say exactly what is wrong (or to take a very deep frame)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -234,14 +226,18 @@ def to_dict(msg: Message) -> dict[str, Any]:
     return out
 
 
+# What orjson refuses that JSON can carry: over 254 levels of nesting (a long session tree, say), and
+# integers past 64 bits (decoded exactly, so forwarded exactly).
+_ORJSON_LIMITS = ("Recursion limit reached", "Integer exceeds 64-bit range")
+
+
 def encode(msg: Message) -> bytes:
-    """JSON bytes; a value JSON cannot carry (a set, an int past 64 bits) raises ProtocolError."""
+    """JSON bytes; a value JSON cannot carry (a set, say) raises ProtocolError."""
     frame = to_dict(msg)
     try:
         return orjson.dumps(frame)
     except TypeError as exc:
-        if str(exc) == "Recursion limit reached":
-            # orjson stops at 254 levels; a deep (valid) document, like a long session tree, still goes.
+        if str(exc) in _ORJSON_LIMITS:
             try:
                 return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
             except (TypeError, ValueError, RecursionError) as deep:
