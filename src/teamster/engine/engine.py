@@ -256,15 +256,28 @@ class Engine:
             del self.worker_names[name_key]
         self._worker_event("worker_disconnected", conn.worker_id)
 
+    def route(self, conn: Connection, msg: Message) -> bool:
+        """Pass a call on to the worker serving it, or a result back to its caller, on the spot; False
+        for a frame that needs `handle`. Most frames are one of these two, and need no coroutine."""
+        if type(msg) is InvocationResult:
+            self.router.resolve(msg)
+            return True
+        return (
+            type(msg) is InvokeFunction
+            and conn.session is None
+            and msg.function_id != WORKERS_REGISTER
+            and self.router.forward(conn, msg)
+        )
+
     async def handle(self, conn: Connection, msg: Message) -> None:
         """One decoded frame from `conn`. Registrations apply in arrival order; calls run concurrently."""
+        if self.route(conn, msg):
+            return
         if isinstance(msg, InvokeFunction):
             if msg.function_id == WORKERS_REGISTER:
                 await self._name_from_frame(conn, msg)
-            elif conn.session is not None or not self.router.forward(conn, msg):
+            else:
                 self.router.spawn(self._serve(conn, msg))
-        elif isinstance(msg, InvocationResult):
-            self.router.resolve(msg)
         elif isinstance(msg, _NAMESPACED):
             if conn.held is not None:
                 conn.held.append(msg)

@@ -90,7 +90,8 @@ class WorkerManager(Module):
                 except ProtocolError as exc:
                     log.debug("dropped frame from %s: %s", conn.worker_id, exc)
                     continue
-                await engine.handle(conn, msg)
+                if not engine.route(conn, msg):
+                    await engine.handle(conn, msg)
         finally:
             await engine.disconnect(conn)
         return ws
