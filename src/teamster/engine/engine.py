@@ -258,7 +258,7 @@ class Engine:
 
     def route(self, conn: Connection, msg: Message) -> bool:
         """Pass a call on to the worker serving it, or a result back to its caller, on the spot; False
-        for a frame that needs `handle`. Most frames are one of these two, and need no coroutine."""
+        for a frame that needs `settle`. Most frames are one of these two, and need no coroutine."""
         if type(msg) is InvocationResult:
             self.router.resolve(msg)
             return True
@@ -271,8 +271,11 @@ class Engine:
 
     async def handle(self, conn: Connection, msg: Message) -> None:
         """One decoded frame from `conn`. Registrations apply in arrival order; calls run concurrently."""
-        if self.route(conn, msg):
-            return
+        if not self.route(conn, msg):
+            await self.settle(conn, msg)
+
+    async def settle(self, conn: Connection, msg: Message) -> None:
+        """A frame `route` declined: naming and registrations apply in arrival order; calls run in tasks."""
         if isinstance(msg, InvokeFunction):
             if msg.function_id == WORKERS_REGISTER:
                 await self._name_from_frame(conn, msg)

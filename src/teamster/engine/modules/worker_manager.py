@@ -91,7 +91,7 @@ class WorkerManager(Module):
                     log.debug("dropped frame from %s: %s", conn.worker_id, exc)
                     continue
                 if not engine.route(conn, msg):
-                    await engine.handle(conn, msg)
+                    await engine.settle(conn, msg)
         finally:
             await engine.disconnect(conn)
         return ws
