@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from teamster.engine.engine import Engine
-from teamster.protocol import Message, ProtocolError, decode, from_dict
+from teamster.protocol import Message, ProtocolError, decode, from_json
 from teamster.sdk import Worker
 from tests.conftest import engine_config
 from tests.raw import RawPeer
@@ -145,14 +145,6 @@ def _read(reading: Callable[[], Message]) -> Message | str:
         return exc.reason
 
 
-def _field_by_field(raw: str) -> Message:
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ProtocolError("malformed_json", raw) from None
-    return from_dict(obj)
-
-
 MESSAGE_TYPES = typing.get_args(Message)
 
 
@@ -165,7 +157,7 @@ def frames_of(cls: Any) -> st.SearchStrategy[str]:
 
 
 def _agree(raw: str) -> None:
-    assert _read(lambda: decode(raw)) == _read(lambda: _field_by_field(raw))
+    assert _read(lambda: decode(raw)) == _read(lambda: from_json(raw))
 
 
 @pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=[cls.type for cls in MESSAGE_TYPES])
@@ -173,7 +165,7 @@ def _agree(raw: str) -> None:
 @given(data=st.data())
 def test_frames_decode_as_the_field_by_field_reading_says(cls: Any, data: st.DataObject) -> None:
     """Frames are decoded straight into structs; each must be taken, refused and read as the checks of
-    `from_dict` (the reading that names what is wrong) take, refuse and read it."""
+    `from_json` (the reading that names what is wrong) take, refuse and read it."""
     _agree(data.draw(frames_of(cls)))
 
 

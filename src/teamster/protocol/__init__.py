@@ -22,6 +22,7 @@ from teamster.protocol.messages import (
     decode,
     encode,
     from_dict,
+    from_json,
     to_dict,
 )
 
@@ -48,5 +49,6 @@ __all__ = [
     "decode",
     "encode",
     "from_dict",
+    "from_json",
     "to_dict",
 ]

@@ -186,7 +186,12 @@ def decode(raw: str | bytes) -> Message:
         msg: Message = _decoder.decode(raw)
         return msg
     except (msgspec.DecodeError, RecursionError):
-        pass  # read again below, field by field, to say exactly what is wrong (or to take a very deep frame)
+        # Read again field by field, to say exactly what is wrong (or to take a very deep frame).
+        return from_json(raw)
+
+
+def from_json(raw: str | bytes) -> Message:
+    """`decode` by way of a dict, checked field by field: slower, and it names what is wrong."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
