@@ -1,7 +1,8 @@
 """Engine round-trip benchmark: one Markdown table (see BENCHMARKS.md).
 
 Rows: a plain function call; the embedded in-process transport; caller, engine and echo worker
-as three processes over loopback WebSocket; state set/get and queue throughput on SQLite.
+as three processes over loopback WebSocket; the same paths with no teamster code (the floors);
+state set/get and queue throughput on SQLite.
 Run: `make bench`, `teamster bench engine`, or `.venv/bin/python bench/engine_roundtrip.py [--calls N] [--repeat R]`.
 """
 
@@ -16,7 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,40 +80,88 @@ class Row:
         self.name = name
         self.p50: list[float] = []
         self.p99: list[float] = []
+        self.p50_one_core: list[float] = []  # every process of the path on one core: no wake-up crosses cores
         self.rate: list[float] = []
-        self.cpu: list[dict[str, float]] = []  # µs of CPU per call, by process, while under load
+        self.cpu_sequential: list[dict[str, float]] = []  # µs of CPU per call, by process, one call at a time
+        self.cpu: list[dict[str, float]] = []  # the same while under load
 
     def cells(self) -> list[str]:
         def med(xs: list[float], fmt: str) -> str:
             return fmt.format(statistics.median(xs)) if xs else "–"
 
-        return [self.name, med(self.p50, "{:.1f} µs"), med(self.p99, "{:.1f} µs"), med(self.rate, "{:,.0f}/s")]
+        return [
+            self.name,
+            med(self.p50, "{:.1f} µs"),
+            med(self.p99, "{:.1f} µs"),
+            med(self.p50_one_core, "{:.1f} µs"),
+            med(self.rate, "{:,.0f}/s"),
+        ]
 
 
-HAS_PROC = Path("/proc/self/stat").exists()
+HAS_PROC = Path("/proc/self/schedstat").exists()
+HAS_AFFINITY = hasattr(os, "sched_setaffinity")
+
+
+async def measure_latency(
+    row: Row, call: Callable[[], Awaitable[Any]], n: int, processes: dict[str, int] | None = None
+) -> None:
+    """p50 and p99 one call at a time, with the CPU time per call of each of `processes` (name to
+    pid; read from /proc, so Linux only); then the p50 again with them and this process on one core."""
+    await latencies(call, max(200, n // 10))  # warm-up
+    with cpu_per_call(processes or {}, n, row.cpu_sequential):
+        lat = await latencies(call, n)
+    row.p50.append(pct(lat, 0.5))
+    row.p99.append(pct(lat, 0.99))
+    if processes and HAS_AFFINITY:
+        with one_core(processes.values()):
+            await latencies(call, 200)
+            row.p50_one_core.append(pct(await latencies(call, n), 0.5))
 
 
 async def measure_calls(
     row: Row, call: Callable[[], Awaitable[Any]], n: int, processes: dict[str, int] | None = None
 ) -> None:
-    """p50 and p99 one call at a time, then calls/s with INFLIGHT at once, and meanwhile the CPU
-    time per call of each of `processes` (name to pid; read from /proc, so Linux only)."""
-    await latencies(call, max(200, n // 10))  # warm-up
-    lat = await latencies(call, n)
-    row.p50.append(pct(lat, 0.5))
-    row.p99.append(pct(lat, 0.99))
-    pids = processes if processes and HAS_PROC else {}
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    """`measure_latency`, then calls/s with INFLIGHT at once and the CPU time per call meanwhile."""
+    await measure_latency(row, call, n, processes)
     calls = n * 2 // INFLIGHT * INFLIGHT
-    row.rate.append(await throughput(call, calls))
+    with cpu_per_call(processes or {}, calls, row.cpu):
+        row.rate.append(await throughput(call, calls))
+
+
+@contextmanager
+def cpu_per_call(processes: dict[str, int], calls: int, into: list[dict[str, float]]) -> Iterator[None]:
+    """Appends to `into` the µs of CPU each process spent per call over the block, where /proc tells."""
+    pids = processes if HAS_PROC else {}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    yield
     if pids:
-        row.cpu.append({name: (cpu_seconds(pid) - before[name]) / calls * 1e6 for name, pid in pids.items()})
+        into.append({name: (cpu_seconds(pid) - before[name]) / calls * 1e6 for name, pid in pids.items()})
+
+
+@contextmanager
+def one_core(pids: Iterable[int]) -> Iterator[None]:
+    """Runs this process and `pids` on one core, so no wake-up has to cross to another; then spreads them again."""
+    cores = os.sched_getaffinity(0)
+    everyone = [0, *pids]  # 0: this process
+    for pid in everyone:
+        os.sched_setaffinity(pid, {min(cores)})
+    try:
+        yield
+    finally:
+        for pid in everyone:
+            os.sched_setaffinity(pid, cores)
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time all threads of a process have used so far, to the nanosecond (/proc/stat counts 10 ms ticks)."""
+    return sum(_ran_ns(task) for task in Path(f"/proc/{pid}/task").glob("*/schedstat")) / 1e9
+
+
+def _ran_ns(schedstat: Path) -> int:
+    try:
+        return int(schedstat.read_text().split()[0])
+    except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
+        return 0
 
 
 async def bench_plain(row: Row, n: int) -> None:
@@ -172,18 +222,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def spawn_floor(mode: str) -> tuple[int, subprocess.Popen[str]]:
+def spawn_floor(mode: str, *args: str) -> tuple[int, subprocess.Popen[str]]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "teamster.bench.floor_echo", mode, str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "teamster.bench.floor_echo", mode, str(port), *args], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     proc.stdout.readline()
     return port, proc
 
 
-async def bench_floor_raw(row: Row, n: int) -> None:
-    port, proc = await asyncio.to_thread(spawn_floor, "raw")
+def spawn_relay() -> tuple[int, list[subprocess.Popen[str]]]:
+    """An echo server and a relay in front of it, each its own process; returns the relay's port."""
+    echo_port, echo = spawn_floor("raw")
+    port, relay = spawn_floor("relay", str(echo_port))
+    return port, [relay, echo]
+
+
+async def raw_floor(row: Row, n: int, port: int, processes: dict[str, subprocess.Popen[str]]) -> None:
+    """Pings through `port`; `processes` are the floor's servers by the part they play."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         message = orjson.dumps(PAYLOAD)
@@ -192,11 +249,37 @@ async def bench_floor_raw(row: Row, n: int) -> None:
             writer.write(message)
             await reader.readexactly(len(message))
 
-        await latencies(ping, 200)
-        lat = await latencies(ping, n)
-        row.p50.append(pct(lat, 0.5))
-        row.p99.append(pct(lat, 0.99))
+        pids = {name: proc.pid for name, proc in processes.items()}
+        await measure_latency(row, ping, n, {**pids, "caller": os.getpid()})
         writer.close()
+    finally:
+        await asyncio.to_thread(stop_all, processes.values())
+
+
+async def bench_floor_raw(row: Row, n: int) -> None:
+    port, proc = await asyncio.to_thread(spawn_floor, "raw")
+    await raw_floor(row, n, port, {"echo worker": proc})
+
+
+async def bench_floor_relay(row: Row, n: int) -> None:
+    port, procs = await asyncio.to_thread(spawn_relay)
+    await raw_floor(row, n, port, {"engine": procs[0], "echo worker": procs[1]})
+
+
+async def bench_floor_blocking(row: Row, n: int) -> None:
+    port, proc = await asyncio.to_thread(spawn_floor, "block")
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            message = orjson.dumps(PAYLOAD)
+
+            async def ping() -> None:  # never suspends: the loop waits on the blocking calls with the rest
+                sock.sendall(message)
+                received = 0
+                while received < len(message):
+                    received += len(sock.recv(65536))
+
+            await measure_latency(row, ping, n, {"echo worker": proc.pid, "caller": os.getpid()})
     finally:
         await asyncio.to_thread(stop_all, [proc])
 
@@ -211,10 +294,7 @@ async def bench_floor_ws(row: Row, n: int) -> None:
                 await ws.send_str(message)
                 await ws.receive()
 
-            await latencies(ping, 200)
-            lat = await latencies(ping, n)
-            row.p50.append(pct(lat, 0.5))
-            row.p99.append(pct(lat, 0.99))
+            await measure_latency(row, ping, n, {"echo worker": proc.pid, "caller": os.getpid()})
     finally:
         await asyncio.to_thread(stop_all, [proc])
 
@@ -266,7 +346,15 @@ BENCHES: dict[str, tuple[str, Bench]] = {
         "floor: bare aiohttp WebSocket echo, 2 processes, 1 round trip",
         lambda row, n, tmp: bench_floor_ws(row, n),
     ),
+    "floor_relay": (
+        "floor: raw TCP through a relay, 3 processes, 2 round trips (the WebSocket path)",
+        lambda row, n, tmp: bench_floor_relay(row, n),
+    ),
     "floor_raw": ("floor: raw TCP echo, 2 processes, 1 round trip", lambda row, n, tmp: bench_floor_raw(row, n)),
+    "floor_block": (
+        "floor: blocking sockets, no event loop, 2 processes, 1 round trip",
+        lambda row, n, tmp: bench_floor_blocking(row, n),
+    ),
     "state": ("state::set + state::get, SQLite (ops)", bench_state),
     "queue": ("queue enqueue → handler → ack, SQLite", bench_queue),
 }
@@ -295,7 +383,7 @@ async def measure(settings: Settings, step: Step = ignore) -> Result:
 def report(result: Result) -> list[RenderableType]:
     """The run's conditions, a blank line, then the Markdown table, one string per line."""
     settings = result.settings
-    header = ["path", "p50 (sequential)", "p99 (sequential)", f"throughput ({INFLIGHT} in flight)"]
+    header = ["path", "p50 (sequential)", "p99 (sequential)", "p50 (one core)", f"throughput ({INFLIGHT} in flight)"]
     return [
         f"calls per run: {settings.calls}; runs: {settings.repeat} (medians shown); in flight: {INFLIGHT}; "
         f"cores: {os.cpu_count()}; python {sys.version.split()[0]}; loop: {loop_name()}\n",
@@ -306,22 +394,30 @@ def report(result: Result) -> list[RenderableType]:
     ]
 
 
+PROCESSES = ("engine", "echo worker", "caller")  # the CPU tables' columns, by the part a process plays
+
+
 def cpu_table(result: Result) -> list[RenderableType]:
-    """CPU time per call of each process during the throughput runs, where it was measured."""
-    rows = [row for row in result.rows.values() if row.cpu]
-    if not rows:
-        return []
-    names = list(rows[0].cpu[0])
-    header = ["path", *names, "all together"]
-    lines: list[RenderableType] = [
-        f"\nCPU time per call by process, while {INFLIGHT} calls were in flight:\n",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-    ]
-    for row in rows:
-        per = {name: statistics.median(run[name] for run in row.cpu) for name in names}
-        total = statistics.median(sum(run.values()) for run in row.cpu)
-        lines.append("| " + " | ".join([row.name, *(f"{per[n]:.1f} µs" for n in names), f"{total:.1f} µs"]) + " |")
+    """CPU time per call of each process, one call at a time and under load, where it was measured."""
+    lines: list[RenderableType] = []
+    header = ["path", *PROCESSES, "all together"]
+    rows = result.rows.values()
+    blocks = {
+        "one call at a time": [(row.name, row.cpu_sequential) for row in rows if row.cpu_sequential],
+        f"while {INFLIGHT} calls were in flight": [(row.name, row.cpu) for row in rows if row.cpu],
+    }
+    for when, measured in blocks.items():
+        if not measured:
+            continue
+        lines += [
+            f"\nCPU time per call by process, {when}:\n",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join("---" for _ in header) + "|",
+        ]
+        for name, runs in measured:
+            per = [f"{statistics.median(run[p] for run in runs):.1f} µs" if p in runs[0] else "–" for p in PROCESSES]
+            total = statistics.median(sum(run.values()) for run in runs)
+            lines.append("| " + " | ".join([name, *per, f"{total:.1f} µs"]) + " |")
     return lines
 
 
