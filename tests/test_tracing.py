@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
+import random
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from teamster.engine.engine import Engine
+from teamster.protocol.ids import rng
 from teamster.protocol.otlp import MalformedTelemetry, SpanRecord, decode_otlp, encode_otlp
 from teamster.sdk import Enqueue, InvocationError, Void, Worker, telemetry
 from teamster.sdk.telemetry import (
@@ -173,6 +176,37 @@ async def test_worker_spans_travel_as_otlp_frames(engine: Engine, ws_url: str) -
     assert span["service_name"] == "framed"
     assert engine.telemetry_frames["OTLP"] >= 1
     assert worker.tracer.exported >= 1 and worker.tracer.dropped == 0
+
+
+async def test_a_seeded_global_random_sequence_is_left_alone(engine: Engine, ws_url: str) -> None:
+    """Span ids, frame masks and backoff jitter come from teamster's own generator."""
+    random.seed(2026)
+    expected = [random.random() for _ in range(3)]
+    random.seed(2026)
+    async with Worker("seeded").connect(ws_url, wait=5) as worker:
+
+        @worker.function("seeded::echo")
+        async def echo(data: Any) -> Any:
+            return data
+
+        await eventually(lambda: _callable(worker, "seeded::echo"))
+        for i in range(5):  # each a span with fresh ids and masked frames both ways
+            await worker.trigger("seeded::echo", {"session_id": "sess-seeded", "i": i})
+        await spans_of(worker, 5, session_id="sess-seeded")
+    assert [random.random() for _ in range(3)] == expected
+
+
+def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only writes and exits
+        os.write(write, ("%032x" % rng.getrandbits(128)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read()
+    assert len(theirs) == 32 and theirs != "%032x" % rng.getrandbits(128)
 
 
 async def test_handler_failure_marks_the_span(open_worker: Opener) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import random
 import struct
 from collections.abc import Callable
 from typing import cast
+
+from teamster.protocol.ids import rng
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -63,7 +64,7 @@ def frame(opcode: int, payload: bytes, masked: bool = False) -> bytes:
     """One whole frame; a client's gets a fresh key, as the RFC requires of every client frame."""
     if not masked:
         return header(opcode, len(payload)) + payload
-    key = random.getrandbits(32).to_bytes(4, "big")
+    key = rng.getrandbits(32).to_bytes(4, "big")
     return header(opcode, len(payload), True) + key + mask(payload, key)
 
 

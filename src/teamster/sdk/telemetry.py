@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar, Token
@@ -19,6 +18,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from teamster.protocol import InvocationError
+from teamster.protocol.ids import rng
 from teamster.protocol.otlp import FUNCTION_ID, MESSAGE_ID, SESSION_ID, SpanRecord
 
 log = logging.getLogger("teamster.sdk")
@@ -38,7 +38,7 @@ _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghi
 # (and `%`, which must be escaped to survive decoding).
 _VALUE_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\%')
 _VALUE_CHARS = frozenset(_VALUE_SAFE)
-_random_bits = random.getrandbits  # W3C ids need uniqueness, not secrecy; os.urandom costs several times more
+_random_bits = rng.getrandbits  # W3C ids need uniqueness, not secrecy; os.urandom costs several times more
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,6 +20,7 @@ from teamster.protocol import (
 )
 from teamster.protocol import errors as codes
 from teamster.protocol.frames import BINARY, LARGE_FRAME, TEXT
+from teamster.protocol.ids import rng
 from teamster.protocol.otlp import OTLP_FRAME_PREFIX, SpanRecord, encode_otlp
 from teamster.sdk.websocket import Address, WebSocket, connect
 
@@ -45,7 +45,7 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         base = min(self.initial_s * self.multiplier**attempt, self.max_s)
-        return max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter)))
+        return max(0.0, base * (1 + rng.uniform(-self.jitter, self.jitter)))
 
 
 class Transport(Protocol):
