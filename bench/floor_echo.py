@@ -1,4 +1,7 @@
-"""Servers with no teamster code: `python bench/floor_echo.py raw|ws|block PORT` or `relay PORT ECHO_PORT` (code: `teamster.bench.floor_echo`)."""
+"""Servers with no teamster code, for the machine's floor (code: `teamster.bench.floor_echo`).
+
+`python bench/floor_echo.py raw|ws|block PORT` echoes; `... relay PORT ECHO_PORT` pipes through to an echo.
+"""
 
 from teamster.bench.floor_echo import main
 

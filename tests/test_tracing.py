@@ -200,13 +200,13 @@ def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child only writes and exits
-        os.write(write, ("%032x" % rng.getrandbits(128)).encode())
+        os.write(write, f"{rng.getrandbits(128):032x}".encode())
         os._exit(0)
     os.close(write)
     os.waitpid(child, 0)
     with os.fdopen(read) as pipe:
         theirs = pipe.read()
-    assert len(theirs) == 32 and theirs != "%032x" % rng.getrandbits(128)
+    assert len(theirs) == 32 and theirs != f"{rng.getrandbits(128):032x}"
 
 
 async def test_handler_failure_marks_the_span(open_worker: Opener) -> None:

@@ -273,7 +273,7 @@ async def bench_floor_blocking(row: Row, n: int) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             message = orjson.dumps(PAYLOAD)
 
-            async def ping() -> None:  # never suspends: the loop waits on the blocking calls with the rest
+            async def ping() -> None:  # blocks the event loop, on purpose: this floor has no loop in the way
                 sock.sendall(message)
                 received = 0
                 while received < len(message):
