@@ -102,13 +102,19 @@ HAS_PROC = Path("/proc/self/schedstat").exists()
 HAS_AFFINITY = hasattr(os, "sched_setaffinity")
 
 
+def with_caller(servers: dict[str, int] | None) -> dict[str, int]:
+    """The processes of a path by the part they play: `servers` (name to pid) and this process, the caller."""
+    return {**servers, "caller": os.getpid()} if servers else {}
+
+
 async def measure_latency(
-    row: Row, call: Callable[[], Awaitable[Any]], n: int, processes: dict[str, int] | None = None
+    row: Row, call: Callable[[], Awaitable[Any]], n: int, servers: dict[str, int] | None = None
 ) -> None:
-    """p50 and p99 one call at a time, with the CPU time per call of each of `processes` (name to
-    pid; read from /proc, so Linux only); then the p50 again with them and this process on one core."""
+    """p50 and p99 one call at a time, with the CPU time per call of each process of the path (read
+    from /proc, so Linux only); then the p50 again with all of them on one core."""
+    processes = with_caller(servers)
     await latencies(call, max(200, n // 10))  # warm-up
-    with cpu_per_call(processes or {}, n, row.cpu_sequential):
+    with cpu_per_call(processes, n, row.cpu_sequential):
         lat = await latencies(call, n)
     row.p50.append(pct(lat, 0.5))
     row.p99.append(pct(lat, 0.99))
@@ -119,12 +125,12 @@ async def measure_latency(
 
 
 async def measure_calls(
-    row: Row, call: Callable[[], Awaitable[Any]], n: int, processes: dict[str, int] | None = None
+    row: Row, call: Callable[[], Awaitable[Any]], n: int, servers: dict[str, int] | None = None
 ) -> None:
     """`measure_latency`, then calls/s with INFLIGHT at once and the CPU time per call meanwhile."""
-    await measure_latency(row, call, n, processes)
+    await measure_latency(row, call, n, servers)
     calls = n * 2 // INFLIGHT * INFLIGHT
-    with cpu_per_call(processes or {}, calls, row.cpu):
+    with cpu_per_call(with_caller(servers), calls, row.cpu):
         row.rate.append(await throughput(call, calls))
 
 
@@ -140,15 +146,15 @@ def cpu_per_call(processes: dict[str, int], calls: int, into: list[dict[str, flo
 
 @contextmanager
 def one_core(pids: Iterable[int]) -> Iterator[None]:
-    """Runs this process and `pids` on one core, so no wake-up has to cross to another; then spreads them again."""
+    """Runs `pids` on one core, so no wake-up has to cross to another; then spreads them again."""
     cores = os.sched_getaffinity(0)
-    everyone = [0, *pids]  # 0: this process
-    for pid in everyone:
+    pinned = list(pids)
+    for pid in pinned:
         os.sched_setaffinity(pid, {min(cores)})
     try:
         yield
     finally:
-        for pid in everyone:
+        for pid in pinned:
             os.sched_setaffinity(pid, cores)
 
 
@@ -200,8 +206,8 @@ async def bench_websocket(row: Row, n: int, tmp: Path) -> None:
         caller = Worker("bench-caller")
         async with caller.connect(url):
             await _until_ready(caller)
-            processes = {"engine": procs[1].pid, "echo worker": procs[0].pid, "caller": os.getpid()}
-            await measure_calls(row, lambda: caller.trigger("bench::echo", PAYLOAD), n, processes)
+            servers = {"engine": procs[1].pid, "echo worker": procs[0].pid}
+            await measure_calls(row, lambda: caller.trigger("bench::echo", PAYLOAD), n, servers)
     finally:
         await asyncio.to_thread(stop_all, procs)
 
@@ -232,11 +238,11 @@ def spawn_floor(mode: str, *args: str) -> tuple[int, subprocess.Popen[str]]:
     return port, proc
 
 
-def spawn_relay() -> tuple[int, list[subprocess.Popen[str]]]:
-    """An echo server and a relay in front of it, each its own process; returns the relay's port."""
+def spawn_relay() -> tuple[int, dict[str, subprocess.Popen[str]]]:
+    """An echo server and a relay in its place for the engine, each its own process; returns the relay's port."""
     echo_port, echo = spawn_floor("raw")
     port, relay = spawn_floor("relay", str(echo_port))
-    return port, [relay, echo]
+    return port, {"engine": relay, "echo worker": echo}
 
 
 async def raw_floor(row: Row, n: int, port: int, processes: dict[str, subprocess.Popen[str]]) -> None:
@@ -249,8 +255,7 @@ async def raw_floor(row: Row, n: int, port: int, processes: dict[str, subprocess
             writer.write(message)
             await reader.readexactly(len(message))
 
-        pids = {name: proc.pid for name, proc in processes.items()}
-        await measure_latency(row, ping, n, {**pids, "caller": os.getpid()})
+        await measure_latency(row, ping, n, {name: proc.pid for name, proc in processes.items()})
         writer.close()
     finally:
         await asyncio.to_thread(stop_all, processes.values())
@@ -262,8 +267,8 @@ async def bench_floor_raw(row: Row, n: int) -> None:
 
 
 async def bench_floor_relay(row: Row, n: int) -> None:
-    port, procs = await asyncio.to_thread(spawn_relay)
-    await raw_floor(row, n, port, {"engine": procs[0], "echo worker": procs[1]})
+    port, processes = await asyncio.to_thread(spawn_relay)
+    await raw_floor(row, n, port, processes)
 
 
 async def bench_floor_blocking(row: Row, n: int) -> None:
@@ -279,7 +284,7 @@ async def bench_floor_blocking(row: Row, n: int) -> None:
                 while received < len(message):
                     received += len(sock.recv(65536))
 
-            await measure_latency(row, ping, n, {"echo worker": proc.pid, "caller": os.getpid()})
+            await measure_latency(row, ping, n, {"echo worker": proc.pid})
     finally:
         await asyncio.to_thread(stop_all, [proc])
 
@@ -294,7 +299,7 @@ async def bench_floor_ws(row: Row, n: int) -> None:
                 await ws.send_str(message)
                 await ws.receive()
 
-            await measure_latency(row, ping, n, {"echo worker": proc.pid, "caller": os.getpid()})
+            await measure_latency(row, ping, n, {"echo worker": proc.pid})
     finally:
         await asyncio.to_thread(stop_all, [proc])
 
