@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +13,11 @@ import pytest
 from teamster.engine.config import DEFAULT_WORKERS, EngineConfig, WorkerEntry
 from teamster.engine.engine import Engine
 from teamster.sdk import InvocationError, Worker
+
+# Engines read their token from TEAMSTER_TOKEN (and the iii SDK sends III_TOKEN): a developer's own must
+# not guard every engine the tests start, in this process or a child. Tests that want a token set one.
+for _name in ("TEAMSTER_TOKEN", "III_TOKEN"):
+    os.environ.pop(_name, None)
 
 
 def engine_config(

@@ -25,6 +25,7 @@ from teamster.app.commands import approvals, bench, budget, policy, runs, sessio
 from teamster.app.commands.run import run_command
 from teamster.app.output import UserError, fail
 from teamster.app.run import run, stop_signals
+from teamster.engine.access import is_loopback
 from teamster.engine.config import ConfigError, EngineConfig, load_config
 from teamster.engine.engine import Engine
 from teamster.sdk import Worker
@@ -107,7 +108,7 @@ def up(
             profile=profile,
         )
         token = os.environ.get("TEAMSTER_TOKEN") or None
-        _refuse_unguarded_listeners(loaded, token)
+        _refuse_unguarded_stream(loaded)
         # Imported here: the harness pulls in the provider SDKs (seconds), which `engine` and `worker` never need.
         from teamster.app.profiles import configured_workers
         from teamster.app.worker import create_worker as app_worker
@@ -248,28 +249,16 @@ def _host(running: Engine, module_name: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # a wildcard bind is reachable on loopback
 
 
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
-def _refuse_unguarded_listeners(config: EngineConfig, token: str | None) -> None:
-    """Unguarded, the run API (it spends on API keys) and the stream socket (transcripts) stay on this machine."""
+def _refuse_unguarded_stream(config: EngineConfig) -> None:
+    """The stream socket carries transcripts: unguarded, it stays on this machine. (The worker socket and
+    HTTP refuse to start unguarded in their own modules.)"""
     stream = config.worker("iii-stream")
     if stream is not None and "port" in stream.config and "auth_function" not in stream.config:
         host = str(stream.config.get("host", "127.0.0.1"))
-        if host not in LOOPBACK:  # the token does not guard this socket: only an auth function does
+        if not is_loopback(host):  # the token does not guard this socket: only an auth function does
             raise UserError(
                 f"iii-stream listens on {host}, beyond this machine, with no auth_function: "
                 "give it an auth_function, or listen on 127.0.0.1"
-            )
-    if token:
-        return
-    for name in ("iii-http", "iii-worker-manager"):
-        entry = config.worker(name)
-        host = str(entry.config.get("host", "127.0.0.1")) if entry is not None else "127.0.0.1"
-        if host not in LOOPBACK:
-            raise UserError(
-                f"{name} listens on {host}, beyond this machine, and TEAMSTER_TOKEN is not set: "
-                "set TEAMSTER_TOKEN to a secret, or listen on 127.0.0.1"
             )
 
 

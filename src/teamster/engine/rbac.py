@@ -321,6 +321,12 @@ class Session:
             self.renamed.pop((kind, worker_id), None)
 
 
+def role_session(role: str, rbac: RbacConfig | None, middleware_function_id: str | None) -> Session:
+    """The session of a connection admitted by a token's role, or of a tokenless loopback one (`admin`).
+    Placeholder until roles land: every role gets the default session."""
+    return Session(rbac, middleware_function_id, AuthResult(allow_trigger_type_registration=True))
+
+
 async def open_session(
     call: Call,
     rbac: RbacConfig | None,

@@ -1,6 +1,7 @@
 """`iii-worker-manager`: the worker WebSocket listener with `/`, `/otel` and `/ws/channels/{id}` (§1.1).
-Each entry in the config is its own listener; one with `rbac` or `middleware_function_id` gives every
-connection a session at the handshake (§1.3)."""
+Each entry in the config is its own listener. Its `Gate` admits or refuses every upgrade before any frame
+(token, `Origin`, `Host`); each admitted worker gets a session at the handshake: the one its token's role
+gives, or the one the RBAC auth function grants when there is one (§1.3)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import contextlib
 import logging
 
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from teamster.engine.access import refuse_unguarded
 from teamster.engine.builtin import Module
 from teamster.engine.channels import Channel
 from teamster.engine.config import DEFAULT_WS_PORT
 from teamster.engine.connection import WsConnection
 from teamster.engine.listener import listen
-from teamster.engine.rbac import AUTH_ERROR, AuthError, RbacConfig, Session, open_session
+from teamster.engine.rbac import AUTH_ERROR, AuthError, RbacConfig, Session, open_session, role_session
+from teamster.engine.worker_access import Gate, WorkerAccess
 from teamster.protocol import Error, ProtocolError, decode, encode
 
 log = logging.getLogger("teamster.engine")
@@ -24,9 +27,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 TELEMETRY_PREFIXES = (b"OTLP", b"MTRC", b"LOGS")
 
 
-class WorkerManagerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class WorkerManagerConfig(WorkerAccess):
     port: int = DEFAULT_WS_PORT
     host: str = "127.0.0.1"
     max_message_bytes: int = MAX_MESSAGE_BYTES
@@ -50,7 +51,15 @@ class WorkerManager(Module):
         app.router.add_get("/", self._worker)
         app.router.add_get("/otel", self._otel)
         app.router.add_get("/ws/channels/{channel_id}", self._channel)
-        self._guarded = config.rbac is not None or config.middleware_function_id is not None
+        self._auth_function = config.rbac is not None and config.rbac.auth_function_id is not None
+        self._gate = Gate(config)
+        refuse_unguarded(
+            self.name,
+            config.host,
+            bool(self._gate.tokens) or self._auth_function,
+            "set TEAMSTER_TOKEN (or the entry's token) to a secret, give it an rbac.auth_function_id, "
+            "or listen on 127.0.0.1",
+        )
         self._runner, self.port = await listen(app, config.host, config.port)
         if next(m for m in self.engine.modules if m.name == self.name) is self:  # the engine's worker URL
             self.engine.ports["ws"] = self.port
@@ -59,11 +68,15 @@ class WorkerManager(Module):
         await self._runner.cleanup()
 
     async def _worker(self, request: web.Request) -> web.StreamResponse:
+        role = self._gate.admit(request)
         if self.engine.stopping:
             raise web.HTTPServiceUnavailable(text="engine shutting down")
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, compress=False)
         await ws.prepare(request)
-        session = await self._admit(request, ws) if self._guarded else None
+        if self._auth_function:
+            session = await self._admit(request, ws)
+        else:
+            session = role_session(role, self.config.rbac, self.config.middleware_function_id)
         transport = request.transport
         if transport is None or ws.closed:  # the client went away during the upgrade, or was refused
             return ws
@@ -97,9 +110,10 @@ class WorkerManager(Module):
         return ws
 
     async def _otel(self, request: web.Request) -> web.StreamResponse:
+        self._gate.admit(request)
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, compress=False)
         await ws.prepare(request)
-        if self._guarded:  # telemetry must not be a way around the auth function
+        if self._auth_function:  # telemetry must not be a way around the auth function
             await self._admit(request, ws)
         async for frame in ws:
             if frame.type is WSMsgType.BINARY and frame.data[:4] in TELEMETRY_PREFIXES:
@@ -125,6 +139,7 @@ class WorkerManager(Module):
             return None
 
     async def _channel(self, request: web.Request) -> web.StreamResponse:
+        self._gate.check_browser(request)
         channel = self.engine.channels.get(request.match_info["channel_id"], request.query.get("key"))
         direction = request.query.get("dir")
         if channel is None or direction not in ("read", "write"):
