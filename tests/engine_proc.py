@@ -17,10 +17,13 @@ _READY = re.compile(r"ws://(\S+):(\d+)\s+http://(\S+):(\d+)")
 
 
 class EngineProcess:
-    def __init__(self, data_dir: Path, storage: str = "sqlite", extra: list[str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, storage: str = "sqlite", extra: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.storage = storage
         self.extra = extra or []
+        self.env = env or {}  # on top of this process's environment, e.g. TEAMSTER_TOKEN
         self.ws_port = 0
         self.http_port = 0
         self.proc: subprocess.Popen[str] | None = None
@@ -49,7 +52,7 @@ class EngineProcess:
             str(self.http_port),
             *self.extra,
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None

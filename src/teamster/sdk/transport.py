@@ -22,7 +22,7 @@ from teamster.protocol import errors as codes
 from teamster.protocol.frames import BINARY, LARGE_FRAME, TEXT
 from teamster.protocol.ids import rng
 from teamster.protocol.otlp import OTLP_FRAME_PREFIX, SpanRecord, encode_otlp
-from teamster.sdk.websocket import Address, WebSocket, connect
+from teamster.sdk.websocket import Address, HandshakeError, WebSocket, connect
 
 if TYPE_CHECKING:
     from teamster.engine.connection import InprocConnection, LocalPeer
@@ -32,6 +32,7 @@ log = logging.getLogger("teamster.sdk")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CONNECTION_LOST = "CONNECTION_LOST"
+REFUSED = frozenset({401, 403})  # the engine will not take this worker as it is: retrying cannot help
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +131,21 @@ class WsTransport:
         return self._connected.is_set()
 
     async def open(self, wait: float = 30.0) -> None:
-        self._runner = asyncio.create_task(self._run())
-        try:
-            await asyncio.wait_for(self._connected.wait(), wait)
-        except TimeoutError:
-            await self.close()
-            raise ConnectionError(f"could not reach the engine at {self.url} within {wait:g} s") from None
+        """Connect, retrying until `wait` runs out; a refusal of the token or origin fails at once."""
+        self._runner = runner = asyncio.create_task(self._run())
+        connected = asyncio.create_task(self._connected.wait())
+        await asyncio.wait({runner, connected}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        if connected.done():
+            return
+        connected.cancel()
+        refusal = runner.exception() if runner.done() else None
+        await self.close()
+        if isinstance(refusal, HandshakeError):
+            hint = "; set TEAMSTER_TOKEN (or pass headers) to the engine's token" if refusal.status == 401 else ""
+            raise ConnectionError(f"the engine at {self.url} refused this worker: {refusal}{hint}") from None
+        if refusal is not None:
+            raise refusal
+        raise ConnectionError(f"could not reach the engine at {self.url} within {wait:g} s")
 
     async def send(self, msg: Message) -> None:
         ws = self._ws
@@ -223,16 +233,21 @@ class WsTransport:
 
     async def _run(self) -> None:
         attempt = 0
+        admitted = False
         while not self._stopped:
             try:
                 self._ws = await connect(self.url, self._headers, MAX_MESSAGE_BYTES, heartbeat_s=20.0)
             except OSError as exc:
+                if isinstance(exc, HandshakeError) and exc.status in REFUSED:
+                    if not admitted:
+                        raise  # `open` reports it; a worker admitted before keeps trying (a restart may fix it)
+                    log.warning("the engine at %s refused this worker: %s", self.url, exc)
                 delay = self._backoff.delay(attempt)
                 attempt += 1
                 log.debug("connect to %s failed (%s); retrying in %.2fs", self.url, exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            attempt = 0
+            attempt, admitted = 0, True
             await self._on_open()
             self._ws.flush()  # registrations are on the wire before `open` returns
             self._connected.set()
