@@ -208,6 +208,28 @@ def test_unknown_worker_name(tmp_path: Path) -> None:
     _assert_user_error(_run("engine", "--config", str(config), "--storage", "memory"), "unknown worker 'iii-nope'")
 
 
+@pytest.mark.parametrize(
+    ("access", "expected"),
+    [
+        (
+            "{host: 0.0.0.0}",
+            "iii-worker-manager listens on 0.0.0.0, beyond this machine, with no credential check: set TEAMSTER_TOKEN",
+        ),
+        (
+            "{credentials: [{token_env: UNSET_TOKEN, role: provider}]}",
+            "credentials[0] (role provider): $UNSET_TOKEN is empty or unset",
+        ),
+    ],
+    ids=["unguarded", "credential-unset"],
+)
+def test_engine_refuses_an_unguarded_or_miscredentialed_worker_socket(
+    tmp_path: Path, access: str, expected: str
+) -> None:
+    config = tmp_path / "open.yaml"
+    config.write_text(f"workers:\n  - name: iii-worker-manager\n    config: {access}\n")
+    _assert_user_error(_run("engine", "--config", str(config), *ENGINE_ARGS), expected)
+
+
 def test_port_already_in_use(tmp_path: Path) -> None:
     config = tmp_path / "ws-only.yaml"
     config.write_text("workers:\n  - name: iii-worker-manager\n")

@@ -28,10 +28,11 @@ def engine_proc(tmp_path: Path) -> Iterator[EngineProcess]:
     proc.stop()
 
 
-def iii_options(name: str, namespace: str | None = None) -> InitOptions:
+def iii_options(name: str, namespace: str | None = None, headers: dict[str, str] | None = None) -> InitOptions:
     return InitOptions(
         worker_name=name,
         namespace=namespace,
+        headers=headers,
         enable_metrics_reporting=False,
         otel={"enabled": False},
         invocation_timeout_ms=5000,
@@ -176,6 +177,37 @@ async def test_reconnects_after_engine_restart(engine_proc: EngineProcess, iii_c
         engine_proc.kill()
         engine_proc.start()  # same ports, same data directory
         assert await until_callable(caller, "compat::ping", {}) == "pong"
+
+
+@pytest.mark.parametrize("how", ["headers", "III_TOKEN"])
+async def test_a_tokened_engine_takes_the_iii_sdk_with_its_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """`InitOptions.headers`, or the SDK's own `Authorization: Bearer $III_TOKEN`, carries the token."""
+    token = "iii-compat-secret"
+    proc = EngineProcess(tmp_path / "data", env={"TEAMSTER_TOKEN": token}).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(proc.ws_url)
+        assert refused.value.status == 401  # the engine does want a token
+        headers = {"Authorization": f"Bearer {token}"} if how == "headers" else None
+        if how == "III_TOKEN":
+            monkeypatch.setenv("III_TOKEN", token)
+        client = await asyncio.to_thread(register_worker, proc.ws_url, iii_options("iii-tokened", headers=headers))
+        try:
+            client.register_function("compat::tokened", lambda data: {"iii": data})
+            monkeypatch.setenv("TEAMSTER_TOKEN", token)
+            async with Worker("teamster-tokened").connect(proc.ws_url, wait=5) as worker:
+                assert await until_callable(worker, "compat::tokened", 1) == {"iii": 1}
+                worker.register_function("teamster::tokened", lambda data: {"teamster": data})
+                await until_callable(worker, "teamster::tokened", 0)
+                called = {"function_id": "teamster::tokened", "payload": 2}
+                assert await client.trigger_async(called) == {"teamster": 2}
+        finally:
+            await asyncio.to_thread(client.shutdown)
+    finally:
+        proc.stop()
 
 
 async def _listed(worker: Worker, function_id: str) -> bool:

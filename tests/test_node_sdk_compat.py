@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -51,9 +52,15 @@ class NodeWorker:
         ]
 
     @classmethod
-    async def start(cls, ws_url: str) -> NodeWorker:
+    async def start(cls, ws_url: str, token: str | None = None) -> NodeWorker:
         proc = await asyncio.create_subprocess_exec(
-            "node", "worker.mjs", ws_url, cwd=NODE_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            "node",
+            "worker.mjs",
+            ws_url,
+            cwd=NODE_DIR,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **({"TEAMSTER_TOKEN": token} if token else {})},
         )
         return cls(proc)
 
@@ -204,3 +211,28 @@ async def test_node_worker_comes_back_after_engine_restart(
 
         await eventually(served, timeout=10)
     assert node_worker.proc.returncode is None
+
+
+async def test_a_tokened_engine_takes_the_node_sdk_with_its_token(
+    node_modules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Node SDK's `headers` option carries `Authorization: Bearer <token>` on the upgrade."""
+    token = "node-compat-secret"
+    proc = EngineProcess(tmp_path / "data", env={"TEAMSTER_TOKEN": token}).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(proc.ws_url)
+        assert refused.value.status == 401  # the engine does want a token
+        monkeypatch.setenv("TEAMSTER_TOKEN", token)
+        async with Worker("teamster-tokened").connect(proc.ws_url, wait=5) as worker:
+            node = await NodeWorker.start(proc.ws_url, token=token)
+            try:
+                result = await until_callable(worker, "node::upper", {"text": "hi"})
+                assert result == {"text": "HI", "caller": worker.worker_id}
+                listed = await node_trigger(worker, "engine::functions::list", {"prefix": "node::upper"})
+                assert [row["function_id"] for row in listed["result"]["functions"]] == ["node::upper"]
+            finally:
+                await node.stop()
+    finally:
+        proc.stop()

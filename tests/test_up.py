@@ -75,5 +75,14 @@ def test_bad_profile_or_harness_block(tmp_path: Path, args: list[str], harness: 
     _assert_user_error(_run("up", "--config", str(config), *args, *_ephemeral(tmp_path)), expected)
 
 
+def test_up_refuses_an_unguarded_worker_socket_beyond_loopback(tmp_path: Path) -> None:
+    config = tmp_path / "teamster.yaml"
+    config.write_text("workers:\n  - name: iii-worker-manager\n    config: {host: 0.0.0.0}\n")
+    _assert_user_error(
+        _run("up", "--config", str(config), *_ephemeral(tmp_path)),
+        "iii-worker-manager listens on 0.0.0.0, beyond this machine, with no credential check",
+    )
+
+
 def _ephemeral(tmp_path: Path) -> list[str]:
     return ["--ws-port", "0", "--http-port", "0", "--data-dir", str(tmp_path / "data")]

@@ -1,5 +1,6 @@
 // A worker on the official Node iii-sdk, driven by tests/test_node_sdk_compat.py.
 // Usage: node worker.mjs WS_URL. Stdout carries only JSON lines: one per state event it receives.
+// With TEAMSTER_TOKEN set it sends it as the SDK allows: an Authorization header on the upgrade.
 import { webcrypto } from 'node:crypto'
 import { InvocationError, registerWorker, TriggerAction } from 'iii-sdk'
 
@@ -16,6 +17,7 @@ const iii = registerWorker(url, {
   otel: { enabled: false },
   invocationTimeoutMs: 5000,
   reconnectionConfig: { initialDelayMs: 100, maxDelayMs: 500 },
+  headers: process.env.TEAMSTER_TOKEN ? { Authorization: `Bearer ${process.env.TEAMSTER_TOKEN}` } : undefined,
 })
 
 iii.registerFunction('node::upper', async (data) => ({ text: data.text.toUpperCase(), caller: data._caller_worker_id }))
