@@ -108,6 +108,31 @@ async def test_a_tokenless_loopback_listener_admits_same_machine_workers_as_admi
     assert roles == ["admin"]
 
 
+async def test_with_an_auth_function_the_token_comes_first_then_the_function_decides(roles: list[str]) -> None:
+    asked: list[Any] = []
+    gate = Worker("gate")
+
+    @gate.function("gate::auth")
+    async def auth(request: Any) -> Any:
+        asked.append(request)
+        if request["headers"].get("x-team") != "blue":
+            raise PermissionError("not on the team")
+        return {"allowed_functions": []}
+
+    access = {"token": TOKEN, "rbac": {"auth_function_id": "gate::auth"}}
+    async with Engine(engine_config(iii_worker_manager=access)) as running, gate.attach(running):
+        assert (await upgrade(url(running), {"X-Team": "blue"}))[0] == 401
+        assert asked == []  # refused before the auth function hears of it
+
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        status, first = await upgrade(url(running), {**bearer, "X-Team": "red"})
+        assert (status, first["error"]["code"]) == (101, "AUTH_ERROR")
+        status, first = await upgrade(url(running), {**bearer, "X-Team": "blue"})
+        assert (status, first["type"]) == (101, "workerregistered")
+    assert len(asked) == 2
+    assert roles == []  # the auth function's grants are the session, not the token's role
+
+
 async def test_the_sdk_sends_teamster_token(tokened: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TEAMSTER_TOKEN", raising=False)
     with pytest.raises(ConnectionError, match=r"refused this worker: .*401.*set TEAMSTER_TOKEN"):
