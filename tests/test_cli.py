@@ -230,6 +230,19 @@ def test_engine_refuses_an_unguarded_or_miscredentialed_worker_socket(
     _assert_user_error(_run("engine", "--config", str(config), *ENGINE_ARGS), expected)
 
 
+def test_a_worker_without_the_engines_token_is_told_so(procs: list[Proc]) -> None:
+    _, ready = _start_engine(procs, *ENGINE_ARGS, env={"TEAMSTER_TOKEN": "cli-secret"})
+    url = f"ws://127.0.0.1:{ready[2]}"
+    _assert_user_error(
+        _run("worker", "examples/echo_worker.py", "--engine-url", url),
+        f"the engine at {url} refused this worker: the server refused the WebSocket upgrade: "
+        "HTTP/1.1 401 Unauthorized; set TEAMSTER_TOKEN (or pass headers) to the engine's token",
+    )
+    worker = Proc("worker", "examples/echo_worker.py", "--engine-url", url, env={"TEAMSTER_TOKEN": "cli-secret"})
+    procs.append(worker)
+    worker.wait_for(re.compile(r"worker echo connected"))
+
+
 def test_port_already_in_use(tmp_path: Path) -> None:
     config = tmp_path / "ws-only.yaml"
     config.write_text("workers:\n  - name: iii-worker-manager\n")

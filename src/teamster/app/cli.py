@@ -29,6 +29,7 @@ from teamster.engine.access import is_loopback
 from teamster.engine.config import ConfigError, EngineConfig, load_config
 from teamster.engine.engine import Engine
 from teamster.sdk import Worker
+from teamster.sdk.websocket import HandshakeError
 from teamster.sdk.worker import DEFAULT_URL
 from teamster.storage import StorageInUse
 from teamster.storage.sqlite import DB_FILE
@@ -182,6 +183,8 @@ async def _serve_worker(target: Worker, engine_url: str) -> None:
     with stop_signals() as stopping:
         try:
             await target.open(engine_url, wait=WORKER_CONNECT_WAIT_S)
+        except HandshakeError as exc:  # it is running, and said no: starting one is not the fix
+            raise UserError(str(exc)) from None
         except ConnectionError as exc:
             raise UserError(f"{exc}; start one with `teamster engine` or pass --engine-url") from None
         log.info("worker %s connected to %s", target.name, engine_url)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from teamster.app.output import UserError
 from teamster.sdk import Worker
+from teamster.sdk.websocket import HandshakeError
 from teamster.sdk.worker import DEFAULT_URL
 
 DEFAULT_ENGINE = DEFAULT_URL
@@ -22,6 +23,8 @@ async def connected(worker: Worker, url: str) -> AsyncIterator[Worker]:
     await _probe(url)
     try:
         await worker.open(url, wait=CONNECT_WAIT_S)
+    except HandshakeError as exc:  # it is running, and said no: starting one is not the fix
+        raise UserError(str(exc)) from None
     except ConnectionError as exc:
         raise UserError(f"{exc}: start it with `teamster up` or pass --engine-url") from None
     try:

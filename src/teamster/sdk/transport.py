@@ -134,15 +134,18 @@ class WsTransport:
         """Connect, retrying until `wait` runs out; a refusal of the token or origin fails at once."""
         self._runner = runner = asyncio.create_task(self._run())
         connected = asyncio.create_task(self._connected.wait())
-        await asyncio.wait({runner, connected}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-        if connected.done():
+        try:
+            await asyncio.wait({runner, connected}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            connected.cancel()
+        if self._connected.is_set():
             return
-        connected.cancel()
         refusal = runner.exception() if runner.done() else None
         await self.close()
         if isinstance(refusal, HandshakeError):
             hint = "; set TEAMSTER_TOKEN (or pass headers) to the engine's token" if refusal.status == 401 else ""
-            raise ConnectionError(f"the engine at {self.url} refused this worker: {refusal}{hint}") from None
+            message = f"the engine at {self.url} refused this worker: {refusal}{hint}"
+            raise HandshakeError(message, refusal.status) from None
         if refusal is not None:
             raise refusal
         raise ConnectionError(f"could not reach the engine at {self.url} within {wait:g} s")
