@@ -100,6 +100,16 @@ async def test_the_token_opens_the_socket_with_its_role(
     assert roles == [role]
 
 
+@pytest.mark.parametrize("credential", ["header", "query"])
+async def test_the_token_opens_the_telemetry_socket(tokened: Engine, credential: str) -> None:
+    """`/otel` too: the Node SDK's telemetry can only carry the token in the engine URL's query."""
+    headers = {"Authorization": f"Bearer {TOKEN}"} if credential == "header" else {}
+    query = f"?token={TOKEN}" if credential == "query" else ""
+    target = url(tokened, f"/otel{query}")
+    async with aiohttp.ClientSession() as session, session.ws_connect(target, headers=headers) as ws:  # 101 or raise
+        assert not ws.closed
+
+
 async def test_a_tokenless_loopback_listener_admits_same_machine_workers_as_admin(
     engine: Engine, roles: list[str]
 ) -> None:
