@@ -209,24 +209,26 @@ def test_unknown_worker_name(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("access", "expected"),
+    ("worker", "expected"),
     [
         (
-            "{host: 0.0.0.0}",
+            "{name: iii-worker-manager, config: {host: 0.0.0.0}}",
             "iii-worker-manager listens on 0.0.0.0, beyond this machine, with no credential check: set TEAMSTER_TOKEN",
         ),
         (
-            "{credentials: [{token_env: UNSET_TOKEN, role: provider}]}",
+            "{name: iii-worker-manager, config: {credentials: [{token_env: UNSET_TOKEN, role: provider}]}}",
             "credentials[0] (role provider): $UNSET_TOKEN is empty or unset",
         ),
+        (
+            "{name: iii-stream, config: {host: 0.0.0.0, port: 0}}",
+            "iii-stream listens on 0.0.0.0, beyond this machine, with no credential check: give it an auth_function",
+        ),
     ],
-    ids=["unguarded", "credential-unset"],
+    ids=["worker-socket", "credential-unset", "stream-socket"],
 )
-def test_engine_refuses_an_unguarded_or_miscredentialed_worker_socket(
-    tmp_path: Path, access: str, expected: str
-) -> None:
+def test_engine_refuses_an_unguarded_or_miscredentialed_socket(tmp_path: Path, worker: str, expected: str) -> None:
     config = tmp_path / "open.yaml"
-    config.write_text(f"workers:\n  - name: iii-worker-manager\n    config: {access}\n")
+    config.write_text(f"workers:\n  - {worker}\n")
     _assert_user_error(_run("engine", "--config", str(config), *ENGINE_ARGS), expected)
 
 

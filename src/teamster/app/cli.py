@@ -25,7 +25,6 @@ from teamster.app.commands import approvals, bench, budget, policy, runs, sessio
 from teamster.app.commands.run import run_command
 from teamster.app.output import UserError, fail
 from teamster.app.run import run, stop_signals
-from teamster.engine.access import is_loopback
 from teamster.engine.config import ConfigError, EngineConfig, load_config
 from teamster.engine.engine import Engine
 from teamster.sdk import Worker
@@ -109,7 +108,6 @@ def up(
             profile=profile,
         )
         token = os.environ.get("TEAMSTER_TOKEN") or None
-        _refuse_unguarded_stream(loaded)
         # Imported here: the harness pulls in the provider SDKs (seconds), which `engine` and `worker` never need.
         from teamster.app.profiles import configured_workers
         from teamster.app.worker import create_worker as app_worker
@@ -250,19 +248,6 @@ def _host(running: Engine, module_name: str) -> str:
     module = next(m for m in running.modules if m.name == module_name)
     host = str(getattr(module.config, "host", "127.0.0.1"))
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # a wildcard bind is reachable on loopback
-
-
-def _refuse_unguarded_stream(config: EngineConfig) -> None:
-    """The stream socket carries transcripts: unguarded, it stays on this machine. (The worker socket and
-    HTTP refuse to start unguarded in their own modules.)"""
-    stream = config.worker("iii-stream")
-    if stream is not None and "port" in stream.config and "auth_function" not in stream.config:
-        host = str(stream.config.get("host", "127.0.0.1"))
-        if not is_loopback(host):  # the token does not guard this socket: only an auth function does
-            raise UserError(
-                f"iii-stream listens on {host}, beyond this machine, with no auth_function: "
-                "give it an auth_function, or listen on 127.0.0.1"
-            )
 
 
 def _listen_error(exc: OSError) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from teamster.engine.access import refuse_unguarded
 from teamster.engine.builtin import BindingSet, Input, Module, parse
 from teamster.engine.modules.state import MISSING, UpdateOp, apply_ops, change_result, storage_errors
 from teamster.engine.modules.stream_ws import StreamSocket, stream_message
@@ -72,6 +73,13 @@ class Streams(Module):
     config: StreamConfig
 
     async def start(self) -> None:
+        if self.config.port is not None:  # the socket carries transcripts; only an auth function guards it
+            refuse_unguarded(
+                self.name,
+                self.config.host,
+                self.config.auth_function is not None,
+                "give it an auth_function (TEAMSTER_TOKEN does not guard this socket), or listen on 127.0.0.1",
+            )
         self._bindings = BindingSet(StreamTrigger)
         joins: BindingSet[Input] = BindingSet()
         leaves: BindingSet[Input] = BindingSet()
