@@ -53,7 +53,7 @@ async def test_a_wildcard_listener_without_a_token_is_refused(tmp_path: Path) ->
     config = wildcard_config(tmp_path / "teamster.yaml", every_worker=False)
     up = UpProcess(tmp_path, "--config", str(config), "--storage", "memory", env={"TEAMSTER_TOKEN": ""})
     assert await up.run() == 2
-    lines = [line for line in up.output.splitlines() if line.strip()]
+    lines = [line for line in up.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "TEAMSTER_TOKEN" in lines[0], up.output
     assert "0.0.0.0" in lines[0]
 
