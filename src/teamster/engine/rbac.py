@@ -150,6 +150,7 @@ class AuthResult(BaseModel):
     allow_function_registration: bool = True
     function_registration_prefix: str | None = None
     context: Any = Field(default_factory=dict)  # handed to the middleware and every hook
+    role: Role | None = None  # teamster's addition: this role's session instead of the grants above
 
 
 @dataclass(slots=True)
@@ -366,7 +367,8 @@ async def open_session(
     query_params: dict[str, list[str]],
     ip_address: str,
 ) -> Session:
-    """Authenticate a new connection; raise AuthError when it may not connect."""
+    """Authenticate a new connection; raise AuthError when it may not connect. An answer naming a
+    `role` gets that role's session (keeping its `context`), whatever grants it lists besides."""
     if rbac is None or rbac.auth_function_id is None:
         return Session(rbac, middleware_function_id, AuthResult(allow_trigger_type_registration=True))
     request = {"headers": headers, "query_params": query_params, "ip_address": ip_address}
@@ -380,7 +382,11 @@ async def open_session(
         grants = AuthResult.model_validate(answer)
     except ValidationError as exc:
         raise AuthError(f"auth function result: {first_error(exc, 'result')}") from None
-    return Session(rbac, middleware_function_id, grants)
+    if grants.role is None:
+        return Session(rbac, middleware_function_id, grants)
+    session = role_session(grants.role, rbac, middleware_function_id)
+    session.grants.context = grants.context
+    return session
 
 
 async def _hook(call: Call, hook: str, data: dict[str, Any], what: str) -> dict[str, Any] | None:
