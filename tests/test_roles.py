@@ -188,6 +188,28 @@ async def test_auth_function_grants_reach_a_marked_function_only_by_its_exact_id
         assert (await peer.call("auth::get_token", {"provider": "openai"}))["error"]["code"] == "FORBIDDEN"
 
 
+async def test_a_worker_cannot_read_the_environment_through_configuration(bus: Bus) -> None:
+    entry = {"id": "leak", "name": "Leak", "description": "d", "schema": {"type": ["string", "object", "null"]}}
+    forbidden = {
+        "code": "FORBIDDEN",
+        "message": "{}: a value naming ${{VAR}} reads the engine's environment; only provider and admin "
+        "connections may write one",
+    }
+    async with RawPeer(bus.as_("worker")) as peer, RawPeer(bus.as_("provider")) as provider:
+        await peer.name("tool")
+        await provider.name("remote-model")
+        reply = await peer.call("configuration::register", {**entry, "initial_value": "${OPENAI_API_KEY}"})
+        assert reply["error"] == {**forbidden, "message": forbidden["message"].format("configuration::register")}
+        assert "result" in await peer.call("configuration::register", {**entry, "initial_value": "plain"})
+        for value in ("${OPENAI_API_KEY}", {"nested": "Bearer ${OPENAI_API_KEY:none}"}):
+            reply = await peer.call("configuration::set", {"id": "leak", "value": value})
+            assert reply["error"] == {**forbidden, "message": forbidden["message"].format("configuration::set")}
+        assert (await peer.call("configuration::get", {"id": "leak"}))["result"] == {"id": "leak", "value": "plain"}
+        # A provider may, and then every reader gets what it chose to share.
+        assert "result" in await provider.call("configuration::set", {"id": "leak", "value": "${OPENAI_API_KEY}"})
+        assert (await peer.call("configuration::get", {"id": "leak"}))["result"]["value"] == KEY
+
+
 # ---- registrations and bindings ---------------------------------------------------------------
 
 
