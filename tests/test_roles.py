@@ -210,6 +210,28 @@ async def test_a_worker_cannot_read_the_environment_through_configuration(bus: B
         assert (await peer.call("configuration::get", {"id": "leak"}))["result"]["value"] == KEY
 
 
+async def test_only_admin_reaches_the_engines_own_state_scopes(bus: Bus) -> None:
+    planted = {"trigger_type": "http", "function_id": "auth::get_token", "config": {"api_path": "/key"}}
+    async with RawPeer(bus.as_("worker")) as peer, RawPeer(bus.as_("admin")) as admin:
+        await peer.name("tool")
+        await admin.name("operator")
+        for function_id, payload in (
+            ("state::set", {"scope": "__teamster::triggers", "key": "planted", "value": planted}),
+            ("state::update", {"scope": "__teamster::configuration", "key": "leak", "ops": []}),
+            ("state::get", {"scope": "__teamster::triggers", "key": "planted"}),
+            ("state::list", {"scope": "__teamster::configuration"}),
+        ):
+            reply = await peer.call(function_id, payload)
+            scope = payload["scope"]
+            assert reply["error"] == {
+                "code": "FORBIDDEN",
+                "message": f"{function_id}: scope '{scope}' is the engine's own; only admin connections reach it",
+            }
+        assert "result" in await peer.call("state::set", {"scope": "tool", "key": "k", "value": 1})
+        assert (await admin.call("state::list", {"scope": "__teamster::triggers"}))["result"] == []
+    assert await bus.local.trigger("state::get", {"scope": "__teamster::triggers", "key": "planted"}) is None
+
+
 # ---- registrations and bindings ---------------------------------------------------------------
 
 
