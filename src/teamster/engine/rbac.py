@@ -160,7 +160,7 @@ class Session:
     rbac: RbacConfig | None
     middleware_function_id: str | None
     grants: AuthResult
-    role: Role | None = None  # set for a connection admitted by a token; its grants are then unused
+    role: Role | None = None  # a token's role, or one an auth function answered; grants are then unused
     # (kind, id the worker used) -> id the engine filed it under, for unregister frames
     renamed: dict[tuple[str, str], str] = field(default_factory=dict)
     # Calls skip every check and go straight to their target, as on a listener without sessions.
