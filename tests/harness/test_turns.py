@@ -210,6 +210,26 @@ async def test_policy_denies_a_call(thick: Harness) -> None:
     assert "Permission denied: demo::danger matched rule demo::danger" in end["result"]["content"][0]["text"]
 
 
+async def test_a_model_cannot_read_a_key_even_on_the_thin_profile(
+    thin: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-live-0123456789-abcd"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    steal = {
+        "function_id": "agent_trigger",
+        "arguments": {"function": "auth::get_token", "payload": {"provider": "openai"}},
+    }
+    model = await thin.script("steal", [{"function_calls": [steal]}, {"text": "no luck"}])
+    events = await thin.run("s-steal", "print your key", model=model)
+    denied = next(e for e in events if e["type"] == "policy_denied")
+    assert (denied["details"]["denied_by"], denied["details"]["rule_id"]) == ("permissions", "access")
+    end = next(e for e in events if e["type"] == "function_execution_end")
+    assert end["is_error"] is True
+    assert "auth::get_token is marked secret: a model may not call it" in end["result"]["content"][0]["text"]
+    assert key not in str(events)
+    assert key not in str(await thin.transcript("s-steal"))
+
+
 async def test_allowed_call_runs_without_asking(thick: Harness) -> None:
     model = await thick.script("allowed", [{"function_calls": [ADD]}, {"text": "42"}])
     await thick.run("s-allow", "add", model=model)

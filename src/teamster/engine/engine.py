@@ -264,7 +264,7 @@ class Engine:
             return True
         return (
             type(msg) is InvokeFunction
-            and conn.session is None
+            and (conn.session is None or conn.session.direct)
             and msg.function_id != WORKERS_REGISTER
             and self.router.forward(conn, msg)
         )
@@ -432,7 +432,8 @@ class Engine:
             if vetted.id != msg.id:  # calls reach the worker under the id it registered
                 remote.as_id = msg.id
             msg = vetted
-        if msg.id.startswith("engine::") and namespace != "default":
+        reserved = conn.session is not None and not conn.session.may_claim(msg.id, namespace, self.functions)
+        if reserved or (msg.id.startswith("engine::") and namespace != "default"):
             await conn.send(
                 RegistrationRejected(
                     code=codes.FUNCTION_NAMESPACE_CONFLICT, namespace=namespace, function_id=msg.id, owner_worker_id=""

@@ -1,5 +1,6 @@
 """Worker-manager RBAC (iii §1.3, §2.3–§2.8, §3.2): a listener's `rbac` config, the session its auth
-function grants each connection, and the checks and hooks applied to that connection's traffic."""
+function (or a token's role, `teamster.engine.roles`) grants each connection, and the checks and hooks
+applied to that connection's traffic."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from msgspec.structs import replace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from teamster.engine.config import first_error
+from teamster.engine.registry import FunctionRegistry
+from teamster.engine.roles import Role, cleared, reserved, role_named
 from teamster.protocol import InvocationError, InvokeFunction, RegisterFunction, RegisterTrigger, RegisterTriggerType
 from teamster.protocol import errors as codes
+from teamster.protocol.access import access_of
 
 log = logging.getLogger("teamster.engine")
 
@@ -146,6 +150,7 @@ class AuthResult(BaseModel):
     allow_function_registration: bool = True
     function_registration_prefix: str | None = None
     context: Any = Field(default_factory=dict)  # handed to the middleware and every hook
+    role: Role | None = None  # teamster's addition: this role's session instead of the grants above
 
 
 @dataclass(slots=True)
@@ -155,16 +160,30 @@ class Session:
     rbac: RbacConfig | None
     middleware_function_id: str | None
     grants: AuthResult
+    role: Role | None = None  # a token's role, or one an auth function answered; grants are then unused
     # (kind, id the worker used) -> id the engine filed it under, for unregister frames
     renamed: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Calls skip every check and go straight to their target, as on a listener without sessions.
+    direct: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.direct = self.role == "admin" and self.middleware_function_id is None
 
     # ---- calls --------------------------------------------------------------------------------
 
     def allows(self, function_id: str, namespace: str, metadata: Any) -> bool:
-        """Deny by name wins; then grants, the infrastructure ids, and the listener's `expose_functions`."""
+        """A role decides by the function's access mark alone. Otherwise deny by name wins; a marked
+        function needs a grant of its exact id; then grants, the infrastructure ids, and the
+        listener's `expose_functions`."""
+        if self.role is not None:
+            return cleared(self.role, metadata)
         grants = self.grants
         if function_id in grants.forbidden_functions:
             return False
+        if access_of(metadata) is not None:  # a wildcard or an expose rule must not hand out keys
+            return function_id in grants.namespaces.get(namespace, ()) or (
+                namespace == DEFAULT and function_id in grants.allowed_functions
+            )
         if any(_grant_covers(grant, function_id) for grant in grants.namespaces.get(namespace, ())):
             return True
         if namespace == DEFAULT and function_id in grants.allowed_functions:
@@ -177,6 +196,11 @@ class Session:
         """Why a call or trigger target is FORBIDDEN, or None when it is allowed."""
         if self.allows(function_id, namespace, metadata):
             return None
+        access = access_of(metadata)
+        if self.role is not None:
+            return f"function '{function_id}' is marked {access}; role '{self.role}' may not call it"
+        if access is not None and function_id not in self.grants.forbidden_functions:
+            return f"function '{function_id}' is marked {access} (grant it by its exact id in namespace '{namespace}')"
         fix = (
             "remove from rbac.forbidden_functions"
             if function_id in self.grants.forbidden_functions
@@ -211,6 +235,11 @@ class Session:
         }
 
     # ---- registrations ------------------------------------------------------------------------
+
+    def may_claim(self, function_id: str, namespace: str, functions: FunctionRegistry) -> bool:
+        """Whether this session may register `function_id` at all: a `worker` or `provider` stays out
+        of the reserved services (`teamster.engine.roles`); other sessions keep iii's rules."""
+        return self.role in (None, "admin") or not reserved(function_id, namespace, functions)
 
     def filed_as(self, kind: str, worker_id: str) -> str:
         """The id a registration of `kind` that the worker calls `worker_id` was filed under."""
@@ -322,9 +351,11 @@ class Session:
 
 
 def role_session(role: str, rbac: RbacConfig | None, middleware_function_id: str | None) -> Session:
-    """The session of a connection admitted by a token's role, or of a tokenless loopback one (`admin`).
-    Placeholder until roles land: every role gets the default session."""
-    return Session(rbac, middleware_function_id, AuthResult(allow_trigger_type_registration=True))
+    """The session of a connection admitted as `role` (by its token, or `admin` on tokenless
+    loopback). The listener's middleware and registration hooks still apply; its
+    `expose_functions` do not, since the role decides what may be called."""
+    grants = AuthResult(allow_trigger_type_registration=True)
+    return Session(rbac, middleware_function_id, grants, role=role_named(role))
 
 
 async def open_session(
@@ -336,7 +367,8 @@ async def open_session(
     query_params: dict[str, list[str]],
     ip_address: str,
 ) -> Session:
-    """Authenticate a new connection; raise AuthError when it may not connect."""
+    """Authenticate a new connection; raise AuthError when it may not connect. An answer naming a
+    `role` gets that role's session (keeping its `context`), whatever grants it lists besides."""
     if rbac is None or rbac.auth_function_id is None:
         return Session(rbac, middleware_function_id, AuthResult(allow_trigger_type_registration=True))
     request = {"headers": headers, "query_params": query_params, "ip_address": ip_address}
@@ -350,7 +382,11 @@ async def open_session(
         grants = AuthResult.model_validate(answer)
     except ValidationError as exc:
         raise AuthError(f"auth function result: {first_error(exc, 'result')}") from None
-    return Session(rbac, middleware_function_id, grants)
+    if grants.role is None:
+        return Session(rbac, middleware_function_id, grants)
+    session = role_session(grants.role, rbac, middleware_function_id)
+    session.grants.context = grants.context
+    return session
 
 
 async def _hook(call: Call, hook: str, data: dict[str, Any], what: str) -> dict[str, Any] | None:

@@ -7,7 +7,8 @@ where the orchestrator's state trigger picks it up. The settings functions keep
 
 Human-only functions (`approval::resolve` and every settings function) can never be called by the
 model: `approval::decide` answers `deny` for them in every mode, so a model cannot approve its own
-calls or widen its own permissions.
+calls or widen its own permissions. They are registered with the `human` access mark, so no worker
+on the bus reaches them either: only the app in-process, or an `admin` connection.
 
 Settings mutations change only the fields they touch, through `state::update` ops. Edits to a
 grant list (dedupe on add, filter on remove) are read-then-write, so they run one at a time under
@@ -23,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from teamster.protocol.access import mark
 from teamster.sdk import Worker
 
 log = logging.getLogger("teamster.harness.approval")
@@ -203,7 +205,7 @@ def create_worker(default_mode: Mode = "manual") -> Worker:
         ("approval::clear_settings", gate.clear_settings),
         ("approval::decide", gate.decide),
     ):
-        worker.register_function(function_id, handler)
+        worker.register_function(function_id, handler, metadata=mark("human") if function_id in HUMAN_ONLY else None)
     return worker
 
 

@@ -32,6 +32,7 @@ from pydantic import (
     model_serializer,
 )
 
+from teamster.protocol.access import mark
 from teamster.sdk import InvocationError, Void, Worker
 
 log = logging.getLogger("teamster.harness.budget")
@@ -499,7 +500,10 @@ class _Budgets:
 
 
 def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
-    """The `llm-budget` worker; `clock` (epoch seconds) is injectable so tests can move time."""
+    """The `llm-budget` worker; `clock` (epoch seconds) is injectable so tests can move time.
+
+    The functions that loosen or redirect a ceiling (update, delete, enforce, exempt, pause, reset,
+    alert_set) are marked `human`: a worker or a model cannot lift the limit on what it spends."""
     worker = Worker(WORKER_NAME, description="USD spend ceilings per day, week or month")
     store = _Budgets(worker, clock)
 
@@ -539,7 +543,11 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
         shown.sort(key=lambda b: (b.created_at, b.id), reverse=True)
         return BudgetList(budgets=shown)
 
-    @worker.function(UpdateRequest.function_id, description="Change ceiling, period, enforced, paused or name")
+    @worker.function(
+        UpdateRequest.function_id,
+        description="Change ceiling, period, enforced, paused or name",
+        metadata=mark("human"),
+    )
     async def update(req: UpdateRequest) -> BudgetReply:
         patch = req.patch
 
@@ -559,7 +567,7 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
         budget, _ = await store.change(req.budget_id, req.function_id, apply)
         return BudgetReply(budget=budget)
 
-    @worker.function(DeleteRequest.function_id, description="Delete a budget and its spend log")
+    @worker.function(DeleteRequest.function_id, description="Delete a budget and its spend log", metadata=mark("human"))
     async def delete(req: DeleteRequest) -> DeleteReply:
         async with store.locked(req.budget_id):
             try:
@@ -620,14 +628,18 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
 
         return (await store.change(req.budget_id, req.function_id, apply))[1]
 
-    @worker.function(EnforceRequest.function_id, description="Turn enforcement on or off")
+    @worker.function(EnforceRequest.function_id, description="Turn enforcement on or off", metadata=mark("human"))
     async def enforce(req: EnforceRequest) -> BudgetReply:
         async def apply(budget: Budget, now: int) -> None:
             budget.enforced, budget.updated_at = req.enforced, now
 
         return BudgetReply(budget=(await store.change(req.budget_id, req.function_id, apply))[0])
 
-    @worker.function(ExemptRequest.function_id, description="Let one principal past the ceiling for some hours")
+    @worker.function(
+        ExemptRequest.function_id,
+        description="Let one principal past the ceiling for some hours",
+        metadata=mark("human"),
+    )
     async def exempt(req: ExemptRequest) -> ExemptReply:
         async def apply(budget: Budget, now: int) -> int:
             expires_at = now + round(req.hours * 3_600_000)
@@ -642,14 +654,18 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
         _, expires_at = await store.change(req.budget_id, req.function_id, apply)
         return ExemptReply(budget_id=req.budget_id, principal_id=req.principal_id, expires_at=expires_at)
 
-    @worker.function(PauseRequest.function_id, description="Pause or resume enforcement")
+    @worker.function(PauseRequest.function_id, description="Pause or resume enforcement", metadata=mark("human"))
     async def pause(req: PauseRequest) -> BudgetReply:
         async def apply(budget: Budget, now: int) -> None:
             budget.paused, budget.updated_at = req.paused, now
 
         return BudgetReply(budget=(await store.change(req.budget_id, req.function_id, apply))[0])
 
-    @worker.function(ResetRequest.function_id, description="Archive this period's spend and start it again at 0")
+    @worker.function(
+        ResetRequest.function_id,
+        description="Archive this period's spend and start it again at 0",
+        metadata=mark("human"),
+    )
     async def reset(req: ResetRequest) -> ResetReply:
         async def apply(budget: Budget, now: int) -> float:
             previous = budget.spent_usd
@@ -671,7 +687,11 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
         _, previous = await store.change(req.budget_id, req.function_id, apply)
         return ResetReply(budget_id=req.budget_id, previous_spent_usd=previous)
 
-    @worker.function(AlertSetRequest.function_id, description="Call a function once a period at a share of the ceiling")
+    @worker.function(
+        AlertSetRequest.function_id,
+        description="Call a function once a period at a share of the ceiling",
+        metadata=mark("human"),
+    )
     async def alert_set(req: AlertSetRequest) -> AlertSetReply:
         alert = Alert(
             alert_id=uuid.uuid4().hex,

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from teamster.harness.contracts import ApiKeyCredential, Credential
 from teamster.protocol import InvocationError
+from teamster.protocol.access import mark
 from teamster.sdk import Worker
 
 ENV_VARS: dict[str, str] = {
@@ -159,23 +160,26 @@ def label(credential: Credential) -> str:
 
 
 def create_worker(*, path: str | Path | None = None, data_dir: str | Path = ".teamster") -> Worker:
-    """The auth-credentials worker, storing in `path` (default `<data_dir>/credentials.json`)."""
+    """The auth-credentials worker, storing in `path` (default `<data_dir>/credentials.json`).
+
+    The functions that reveal or change a key are marked `secret`: over the bus only `provider` and
+    `admin` connections reach them. `auth::status` and `auth::list_providers` never show a key."""
     store = CredentialStore(Path(path) if path is not None else Path(data_dir) / "credentials.json")
     worker = Worker("auth-credentials")
 
-    @worker.function("auth::get_token")
+    @worker.function("auth::get_token", metadata=mark("secret"))
     def get_token(req: ProviderRequest) -> Credential | None:
         """The provider's credential: stored, else synthesised from its environment variable, else null."""
         found = resolve(req.provider, store.load())
         return found[0] if found else None
 
-    @worker.function("auth::set_token")
+    @worker.function("auth::set_token", metadata=mark("secret"))
     def set_token(req: SetTokenRequest) -> Ok:
         """Store a credential for the provider, replacing any stored one."""
         store.put(req.provider, req.credential)
         return Ok()
 
-    @worker.function("auth::delete_token")
+    @worker.function("auth::delete_token", metadata=mark("secret"))
     def delete_token(req: ProviderRequest) -> Deleted:
         """Forget the stored credential (the environment variable, if any, still applies)."""
         return Deleted(deleted=store.remove(req.provider))

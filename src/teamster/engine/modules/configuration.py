@@ -19,6 +19,8 @@ from teamster.engine.config import ConfigError, expand_env
 from teamster.engine.modules.state import storage_errors
 from teamster.engine.registry import Invocation
 from teamster.protocol import InvocationError
+from teamster.protocol import errors as codes
+from teamster.protocol.access import mark
 from teamster.storage import StateChange, compare_and_set
 
 SCOPE = "__teamster::configuration"  # one state key per id: {id, name, description, schema, value, metadata?}
@@ -31,6 +33,7 @@ ADAPTER_ERROR = "ADAPTER_ERROR"
 
 _ID = re.compile(r"[a-z0-9_-]{1,64}")  # iii's rule, so an id teamster accepts is one iii accepts
 _LONE_PLACEHOLDER = re.compile(r"\s*\$\{[^}]*\}\s*")
+_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 _NO_REMOTE_REFS = Registry()  # an explicit registry: a `$ref` to a URL is never fetched
 
 Stored = dict[str, Any]
@@ -109,6 +112,7 @@ class Configuration(Module):
             ) from None
         if req.initial_value is not None:
             _check_value(req.json_schema, req.initial_value, req.id, inv.function_id)
+            _check_may_name_env(inv, req.initial_value)
 
         def registered(old: Stored | None) -> Stored:
             kept = None if old is None else old["value"]
@@ -127,6 +131,7 @@ class Configuration(Module):
     async def _set(self, inv: Invocation) -> dict[str, Any]:
         req = parse(SetValue, inv.data, inv.function_id)
         _check_id(req.id, inv.function_id)
+        _check_may_name_env(inv, req.value)
 
         def replaced(old: Stored | None) -> Stored:
             if old is None:
@@ -202,6 +207,30 @@ class Configuration(Module):
             "new_value": None if new is None else _expanded_if_possible(new["value"]),
         }
         self.engine.fire_in_order(self._bindings.matching(lambda c: c.wants(event)), event)
+
+
+def _check_may_name_env(inv: Invocation, value: Any) -> None:
+    """A value naming `${VAR}` makes every later `get` read the engine's environment, where the keys
+    live: writing one is reading a secret, for connections cleared for `secret` (and in-process callers)."""
+    session = inv.caller.session if inv.caller is not None else None
+    if session is None or session.allows(inv.function_id, "default", mark("secret")) or not _names_env(value):
+        return
+    raise InvocationError(
+        codes.FORBIDDEN,
+        f"{inv.function_id}: a value naming ${{VAR}} reads the engine's environment; "
+        "only provider and admin connections may write one",
+        function_id=inv.function_id,
+    )
+
+
+def _names_env(value: Any) -> bool:
+    if isinstance(value, str):
+        return _PLACEHOLDER.search(value) is not None
+    if isinstance(value, list):
+        return any(_names_env(item) for item in value)
+    if isinstance(value, dict):
+        return any(_names_env(item) for item in value.values())
+    return False
 
 
 def expand(value: Any) -> Any:

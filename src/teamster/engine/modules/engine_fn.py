@@ -249,6 +249,10 @@ class EngineFunctions(Module):
         binding = self.engine.triggers.bindings.get(req.id)
         if binding is None or binding.owner is not None:
             return {"removed": False}
+        session = _session(inv)
+        if session is not None:  # who may not bind a target may not unbind it either
+            target = self.engine.functions.get(binding.namespace, binding.function_id)
+            session.check_call(binding.function_id, binding.namespace, target.metadata if target is not None else None)
         await self.engine.triggers.remove_binding(req.id)
         await self.engine.storage.state.delete(DURABLE_SCOPE, req.id)
         return {"removed": True}

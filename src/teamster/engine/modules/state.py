@@ -13,6 +13,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from teamster.engine.builtin import BindingSet, Input, Module, parse
 from teamster.engine.registry import Invocation
 from teamster.protocol import InvocationError
+from teamster.protocol import errors as codes
 from teamster.storage import Entry, StateChange, compare_and_set
 
 INTERNAL_PREFIX = "__"  # scopes the engine keeps for itself, such as durable trigger bindings
@@ -90,23 +91,27 @@ class State(Module):
 
     async def _set(self, inv: Invocation) -> dict[str, Any]:
         req = parse(SetValue, inv.data, inv.function_id)
+        _check_scope(inv, req.scope)
         old, new, _ = await self._replace(req, lambda _: (req.value, []), "SET_ERROR", inv.function_id)
         return {"old_value": old, "new_value": new}
 
     async def _get(self, inv: Invocation) -> Any:
         req = parse(Key, inv.data, inv.function_id)
+        _check_scope(inv, req.scope)
         with storage_errors("GET_ERROR", inv.function_id):
             entry = await self.engine.storage.state.get(req.scope, req.key)
         return None if entry is None else entry.value
 
     async def _delete(self, inv: Invocation) -> Any:
         req = parse(Key, inv.data, inv.function_id)
+        _check_scope(inv, req.scope)
         with storage_errors("DELETE_ERROR", inv.function_id):
             entry = await self.engine.storage.state.delete(req.scope, req.key)
         return None if entry is None else entry.value
 
     async def _update(self, inv: Invocation) -> dict[str, Any]:
         req = parse(Update, inv.data, inv.function_id)
+        _check_scope(inv, req.scope)
         old, new, errors = await self._replace(
             req, lambda old: apply_ops(req.ops, old), "UPDATE_ERROR", inv.function_id
         )
@@ -114,6 +119,7 @@ class State(Module):
 
     async def _list(self, inv: Invocation) -> list[Any]:
         req = parse(Scope, inv.data, inv.function_id)
+        _check_scope(inv, req.scope)
         with storage_errors("LIST_ERROR", inv.function_id):
             return [value for _, value in await self.engine.storage.state.list(req.scope)]
 
@@ -159,6 +165,19 @@ class State(Module):
             "new_value": change.new_value,
         }
         self.engine.fire_in_order(self._bindings.matching(lambda c: c.wants(change)), event)
+
+
+def _check_scope(inv: Invocation, scope: str) -> None:
+    """The engine's own scopes (durable bindings, configuration entries) are reached by the engine,
+    in-process workers and `admin` connections only: a write there could bind a trigger to what its
+    writer may not call, or plant a `${VAR}` for `configuration::get` to expand."""
+    session = inv.caller.session if inv.caller is not None else None
+    if scope.startswith(INTERNAL_PREFIX) and session is not None and session.role != "admin":
+        raise InvocationError(
+            codes.FORBIDDEN,
+            f"{inv.function_id}: scope '{scope}' is the engine's own; only admin connections reach it",
+            function_id=inv.function_id,
+        )
 
 
 @contextmanager

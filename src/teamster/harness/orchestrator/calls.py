@@ -21,6 +21,8 @@ from teamster.harness.orchestrator.prompt import AGENT_TRIGGER
 from teamster.harness.orchestrator.record import Call, PreparedCall
 from teamster.harness.orchestrator.runtime import Runtime, now_ms
 from teamster.protocol import InvocationError
+from teamster.protocol import errors as codes
+from teamster.protocol.access import access_of
 
 log = logging.getLogger("teamster.harness")
 
@@ -66,7 +68,16 @@ def plan(message: AssistantMessage, native: list[str], meta: bool = True) -> lis
 
 
 async def consult(rt: Runtime, session_id: str, call: Call) -> Verdict:
-    """Approval settings, then policy, then before-hooks; any gate that fails to answer denies."""
+    """The target's access mark, approval settings, then policy, then before-hooks; any gate that fails
+    to answer denies."""
+    try:
+        access = await _access(rt, call.function_id)
+    except InvocationError as exc:
+        return deny(call, "gate_unavailable", f"function catalogue unreachable: {exc.message}")
+    if access is not None:  # in every profile: no model reads a key or acts for a person
+        return deny(
+            call, "permissions", f"{call.function_id} is marked {access}: a model may not call it", rule_id="access"
+        )
     settings = rt.settings
     context = {"session_id": session_id, "function_call": call.model_dump()}
     if settings.approvals:
@@ -111,6 +122,20 @@ async def consult(rt: Runtime, session_id: str, call: Call) -> Verdict:
                 call, "permissions", str(hooked.get("reason") or "blocked by a before-hook"), rule_id="before_hook"
             )
     return ALLOW
+
+
+async def _access(rt: Runtime, function_id: str) -> str | None:
+    """The function's access mark (`teamster.protocol.access`); one this worker's own session may not
+    even see counts as marked, one that does not exist as unmarked (calling it fails anyway)."""
+    try:
+        info = await rt.call("engine::functions::info", {"function_id": function_id})
+    except InvocationError as exc:
+        if exc.code == codes.FORBIDDEN:
+            return "hidden"
+        if exc.code == codes.FUNCTION_NOT_FOUND:
+            return None
+        raise
+    return access_of(info.get("metadata"))
 
 
 async def execute(rt: Runtime, call: Call) -> FunctionResultMessage:
