@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from teamster.app.worker import AppWorker
+from teamster.engine.config import ConfigError
 from teamster.engine.engine import Engine
 from teamster.sdk import InvocationError, Worker
 from tests.conftest import Connect, engine_config, eventually
@@ -82,3 +83,9 @@ async def test_the_apps_routes_are_reserved_while_the_app_is_away(caplog: pytest
             route = {"api_path": "credentials/:p", "http_method": "PUT"}
             assert "reserved for functions app::*" in await durable_refusal(intruder, "intruder::x", route)
             await serve(engine, intruder, "intruder::own", lambda req: {"body": "ok"}, api_path="intruder/stuff")
+
+
+async def test_a_malformed_reservation_stops_the_engine_with_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"reserved_routes: .*'credentials' is not `METHOD path`"):
+        async with Engine(engine_config(iii_http={"reserved_routes": {"app::": ["credentials"]}})):
+            pass

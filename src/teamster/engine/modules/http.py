@@ -27,12 +27,12 @@ from teamster.engine.modules.http_response import (
     send_stream,
 )
 from teamster.engine.modules.http_routes import (
-    METHODS,
     Reservations,
     Route,
     RouteConfig,
     RouteKey,
     check_conflict,
+    reserved_key,
 )
 from teamster.engine.triggers import Binding
 from teamster.protocol import InvocationError
@@ -91,9 +91,7 @@ class HttpConfig(ListenerAccess):
     def _methods_and_paths(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         for entries in value.values():
             for entry in entries:
-                method, _, path = entry.strip().partition(" ")
-                if method.upper() not in METHODS or not path.strip():
-                    raise ValueError(f"{entry!r} is not `METHOD path` (GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS)")
+                reserved_key(entry)
         return value
 
 

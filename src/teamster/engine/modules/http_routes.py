@@ -108,15 +108,19 @@ class Route:
         return params
 
 
+def reserved_key(entry: str) -> RouteKey:
+    """The key of a `reserved_routes` entry, `METHOD path` (`GET runs/:run_id`); ValueError if malformed."""
+    method, _, path = entry.strip().partition(" ")
+    if method.upper() not in METHODS or not path.strip():
+        raise ValueError(f"{entry!r} is not `METHOD path` with METHOD one of {', '.join(METHODS)}")
+    return key_of(method.upper(), segments_of(path))
+
+
 class Reservations:
     """Routes only functions with a given id prefix may bind (`{"app::": ["GET credentials", …]}`)."""
 
     def __init__(self, reserved: dict[str, list[str]]) -> None:
-        self._keys: list[tuple[str, RouteKey, str]] = []
-        for prefix, entries in reserved.items():
-            for entry in entries:
-                method, _, path = entry.strip().partition(" ")
-                self._keys.append((prefix, key_of(method.upper(), segments_of(path)), entry))
+        self._keys = [(prefix, reserved_key(entry), entry) for prefix, entries in reserved.items() for entry in entries]
 
     def check(self, route: Route) -> None:
         """Refuse `route` when it could answer a request meant for a route reserved to other functions."""
