@@ -152,6 +152,18 @@ async def test_the_token_is_checked_before_the_body_is_read() -> None:
         assert status.startswith(b"HTTP/1.1 401"), status
         writer.close()
 
+        # A client that asks first (curl does, for big uploads) is told before it sends anything.
+        reader, writer = await asyncio.open_connection("127.0.0.1", engine.ports["http"])
+        writer.write(
+            b"POST /load HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 50000000\r\nExpect: 100-continue\r\n\r\n"
+        )
+        await writer.drain()
+        async with asyncio.timeout(10):
+            status = await reader.readline()
+        assert status.startswith(b"HTTP/1.1 401"), status  # not "100 Continue"
+        writer.close()
+
 
 async def test_a_deep_json_body_is_a_400_after_the_token_and_the_server_serves_on(
     http: aiohttp.ClientSession,

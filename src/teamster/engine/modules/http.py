@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import _default_expect_handler
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from teamster.engine.access import ListenerAccess, refuse_unguarded
@@ -115,7 +116,7 @@ class Http(Module):
         app = web.Application(
             client_max_size=MAX_JSON_BODY, handler_args={"keepalive_timeout": self.config.header_timeout_ms / 1000}
         )
-        app.router.add_route("*", "/{tail:.*}", self._serve)
+        app.router.add_route("*", "/{tail:.*}", self._serve, expect_handler=self._expect)
         app.on_response_prepare.append(self._cors)
         self._runner, self.engine.ports["http"] = await listen(app, self.config.host, self.config.port)
         await self.engine.builtin_type("http", self, "HTTP API trigger")
@@ -151,13 +152,11 @@ class Http(Module):
             self._in_flight -= 1
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        if (refused := self._gate.refuse_caller(request)) is not None:
+        if (refused := self._door(request)) is not None:
             return refused
         if _is_preflight(request):
             return self._gate.preflight(request)
         found = self._match(request)
-        if refused := self._gate.refuse_unauthorized(request, found is not None and found[0].config.public):
-            return refused
         if found is None:
             return error_response(404, "NOT_FOUND", f"no route for {request.method} {request.path}")
         exchange = Exchange(self.engine, request, *found, keep_authorization=not self._gate.authorized(request))
@@ -168,6 +167,21 @@ class Http(Module):
             return outcome
         finally:
             exchange.close()
+
+    def _door(self, request: web.Request) -> web.Response | None:
+        """Host, Origin, then the token (a preflight carries none): the refusal, or None to go on."""
+        refused = self._gate.refuse_caller(request)
+        if refused is None and not _is_preflight(request):
+            found = self._match(request)
+            refused = self._gate.refuse_unauthorized(request, found is not None and found[0].config.public)
+        return refused
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """`Expect: 100-continue`: a refused client hears so before it sends its body, not after."""
+        if (refused := self._door(request)) is not None:
+            return refused
+        await _default_expect_handler(request)
+        return None
 
     def _match(self, request: web.Request) -> tuple[Route, dict[str, str]] | None:
         parts = [unquote(p) for p in request.rel_url.raw_path.split("/") if p]
