@@ -293,24 +293,29 @@ async def test_unregistering_removes_the_route_live(
     await eventually(gone)
 
 
-async def test_literal_segments_win_and_the_latest_binding_serves(
+async def test_literal_segments_win_and_a_function_binding_its_route_again_serves_newest(
     engine: Engine, connect: Connect, http_url: str, http: aiohttp.ClientSession
 ) -> None:
-    first, second = await connect(Worker("first")), await connect(Worker("second"))
-    await serve(engine, first, "users::me", lambda req: {"body": "me"}, api_path="users/me")
-    await serve(engine, first, "users::old", lambda req: {"body": "old"}, api_path="users/:id")
-    new = await serve(engine, second, "users::new", lambda req: {"body": req["path_params"]}, api_path="/users/:uid/")
+    worker = await connect(Worker("users"))
+    await serve(engine, worker, "users::me", lambda req: {"body": "me"}, api_path="users/me")
+
+    def by_id(req: dict[str, Any], metadata: Any) -> dict[str, Any]:
+        return {"body": [metadata["v"], req["path_params"]]}
+
+    await serve(engine, worker, "users::by_id", by_id, api_path="users/:id", metadata={"v": "old"})
+    newer = worker.register_trigger("http", "users::by_id", {"api_path": "/users/:uid/"}, metadata={"v": "new"})
+    await eventually(routed(engine, newer))  # its own route again, as a reconnecting worker binds it
 
     async with http.get(f"{http_url}/users/me") as resp:
         assert await resp.json() == "me"
     async with http.get(f"{http_url}/users/a%20b") as resp:
-        assert await resp.json() == {"uid": "a b"}
+        assert await resp.json() == ["new", {"uid": "a b"}]
 
-    second.unregister_trigger(new)  # the earlier binding takes the route back
+    worker.unregister_trigger(newer)  # the earlier binding takes the route back
 
     async def old_serves() -> bool:
         async with http.get(f"{http_url}/users/7") as resp:
-            return bool(await resp.json() == "old")
+            return bool(await resp.json() == ["old", {"id": "7"}])
 
     await eventually(old_serves)
 
@@ -469,16 +474,6 @@ async def test_cors_preflight_and_allowed_origins(http: aiohttp.ClientSession) -
             assert resp.headers["Access-Control-Allow-Methods"] == "GET, POST"
         async with http.get(f"{url}/c", headers={"Origin": "https://app.example"}) as resp:
             assert resp.headers["Access-Control-Allow-Origin"] == "https://app.example"
-        async with http.get(f"{url}/c", headers={"Origin": "https://evil.example"}) as resp:
-            assert resp.status == 200
-            assert "Access-Control-Allow-Origin" not in resp.headers
-
-
-async def test_default_cors_allows_any_origin(
-    engine: Engine, connect: Connect, http_url: str, http: aiohttp.ClientSession
-) -> None:
-    async with http.get(f"{http_url}/missing", headers={"Origin": "https://x.example"}) as resp:
-        assert resp.headers["Access-Control-Allow-Origin"] == "*"
 
 
 # ---- registration --------------------------------------------------------------------------------

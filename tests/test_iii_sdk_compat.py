@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,24 @@ async def test_http_trigger_serves_real_request(engine_proc: EngineProcess, iii_
                 return True
 
         await eventually(served, timeout=10)
+
+
+async def test_a_route_another_function_serves_is_refused_to_the_iii_sdk(
+    engine_proc: EngineProcess, iii_client: III, teamster_worker: Worker, caplog: pytest.LogCaptureFixture
+) -> None:
+    teamster_worker.register_function("teamster::hello", lambda req: {"body": "teamster"})
+    teamster_worker.register_trigger("http", "teamster::hello", {"api_path": "hello/:name"})
+    await eventually(lambda: trigger_bound(teamster_worker, "teamster::hello"))
+
+    iii_client.register_function("compat::hello", lambda req: {"body": "iii"})
+    with caplog.at_level(logging.ERROR, logger="iii"):
+        iii_client.register_trigger(
+            {"type": "http", "function_id": "compat::hello", "config": {"api_path": "hello/:who", "http_method": "GET"}}
+        )
+        await eventually(lambda: "conflicts with already-registered route" in caplog.text, timeout=10)
+    assert "Trigger registration failed" in caplog.text
+    async with aiohttp.ClientSession() as http, http.get(f"{engine_proc.http_url}/hello/ada") as resp:
+        assert await resp.json() == "teamster"
 
 
 async def test_state_and_state_trigger(iii_client: III, teamster_worker: Worker) -> None:

@@ -158,6 +158,22 @@ async def test_node_http_trigger_serves_real_request(engine_proc: EngineProcess,
         await eventually(served, timeout=10)
 
 
+async def test_a_route_another_function_serves_is_refused_to_the_node_sdk(
+    node_modules: Path, engine_proc: EngineProcess, teamster_worker: Worker
+) -> None:
+    teamster_worker.register_function("teamster::hello", lambda req: {"body": "teamster"})
+    teamster_worker.register_trigger("http", "teamster::hello", {"api_path": "hello/:who"})
+    await eventually(lambda: trigger_bound(teamster_worker, "teamster::hello"))
+    node = await NodeWorker.start(engine_proc.ws_url)  # binds GET hello/:name as it starts
+    try:
+        await eventually(lambda: "conflicts with already-registered route" in "".join(node.log), timeout=10)
+        assert "Trigger registration failed" in "".join(node.log)
+        async with aiohttp.ClientSession() as http, http.get(f"{engine_proc.http_url}/hello/ada") as resp:
+            assert await resp.json() == "teamster"
+    finally:
+        await node.stop()
+
+
 async def test_node_state_and_state_trigger(node_worker: NodeWorker, teamster_worker: Worker) -> None:
     await eventually(lambda: trigger_bound(teamster_worker, "node::on_change"), timeout=10)
 

@@ -180,9 +180,11 @@ class AppServer:
         rules = self.data_dir / "rules.yaml"
         rules.write_text(NO_RULES)
         harness = harness_workers("thick", HarnessOptions(data_dir=self.data_dir, policy_file=rules))
-        self.engine = Engine(engine_config("memory", self.data_dir))
-        await self.engine.start()
         app = AppWorker(token=self.token, keepalive_s=self.keepalive_s)
+        config = engine_config("memory", self.data_dir, iii_http={"token": self.token, "token_env": None})
+        app.reserve_routes(config)
+        self.engine = Engine(config)
+        await self.engine.start()
         self.workers = [*harness, patterns.create_worker(), app, self.client]
         for worker in self.workers:
             await worker.open_local(self.engine)

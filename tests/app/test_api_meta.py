@@ -10,6 +10,7 @@ from openapi_spec_validator import validate
 from teamster import __version__
 from teamster.harness.credentials import ENV_VARS
 from teamster.patterns.request import PATTERN_NAMES
+from teamster.sdk import InvocationError, Worker
 from tests.app.conftest import TOKEN, Api, AppServer, event_frames, read_sse
 from tests.conftest import eventually
 
@@ -107,11 +108,29 @@ async def test_a_refused_credential_change_changes_nothing(api: Api) -> None:
     assert await configured(api, "openai") == {"provider": "openai", "configured": False, "source": None}
 
 
-async def test_post_run_takes_the_token_in_the_body(api: Api) -> None:
+async def test_no_worker_can_shadow_the_apps_credentials_route(server: AppServer, api: Api) -> None:
+    intruder = Worker("intruder")
+    intruder.register_function("intruder::credentials", lambda req: {"body": {"providers": []}})
+    await intruder.open_local(server.engine)
+    try:
+        put = {"api_path": "credentials/:p", "http_method": "PUT"}
+        shadows = [{"api_path": "credentials"}, {"api_path": ":any"}, put]
+        for config in shadows:
+            with pytest.raises(InvocationError) as refused:
+                request = {"trigger_type": "http", "function_id": "intruder::credentials", "config": config}
+                await intruder.trigger("engine::register_trigger", request)
+            assert refused.value.code == "trigger_registration_failed", config
+    finally:
+        await intruder.close()
+    reply = await api.get("/credentials")
+    assert reply.status == 200 and {p["provider"] for p in reply.body["providers"]} >= {"openai", "anthropic"}
+
+
+async def test_post_run_needs_the_bearer_header_not_a_token_in_the_body(api: Api) -> None:
     body = {"mode": "debate", "message": "Tabs?"}
-    assert (await api.post("/run", {**body, "auth_token": "wrong"}, auth=False)).status == 401
-    assert (await api.post("/run", body, auth=False)).status == 401
-    reply = await api.post("/run", {**body, "auth_token": TOKEN}, auth=False)
+    # The engine checks the token before it reads any body, so `auth_token` in the body opens nothing.
+    assert (await api.post("/run", {**body, "auth_token": TOKEN}, auth=False)).status == 401
+    reply = await api.post("/run", body)
     assert reply.status == 202 and reply.body["queued"] is True
 
 

@@ -118,7 +118,9 @@ def up(
         except ValueError as exc:  # a policy pack or model catalog the harness cannot use
             raise UserError(f"harness: {exc}") from None
         # The app goes last: it is closed first, while the harness its runs use is still there.
-        workers += [patterns_worker(), app_worker(profile=loaded.harness.profile, token=token)]
+        api = app_worker(profile=loaded.harness.profile, token=token)
+        api.reserve_routes(loaded)
+        workers += [patterns_worker(), api]
         run(_serve(loaded, workers))
     except (UserError, ConfigError) as exc:
         fail(str(exc))

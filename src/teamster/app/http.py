@@ -1,15 +1,15 @@
-"""Routes of the run API as `http` triggers: decoding a request once, bearer auth, errors, SSE.
+"""Routes of the run API as `http` triggers: decoding a request once, errors, SSE.
 
-Each `Route` is one function `app::<name>` bound to one method and path. The engine hands the function
-the request (`path_params`, `query_params`, `headers`, `body`, and the response channel); `serve`
-checks the token, validates the query and body against the route's models, runs the handler and
-shapes what it returns — a model, a `Reply`, or `STREAMED` when the handler wrote the response
+Each `Route` is one function `app::<name>` bound to one method and path. The engine checks the bearer
+token before it calls the function (every route but the `public` ones, which the trigger config
+declares), then hands it the request (`path_params`, `query_params`, `headers`, `body`, and the
+response channel); `serve` validates the query and body against the route's models, runs the handler
+and shapes what it returns — a model, a `Reply`, or `STREAMED` when the handler wrote the response
 channel itself (SSE).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -66,7 +66,7 @@ class Route:
     query: type[BaseModel] | None = None
     reply: type[BaseModel] | None = None
     status: int = 200
-    public: bool = False  # served without the token: health and the playground's static files
+    public: bool = False  # the engine serves it without the token: health and the playground's static files
     media: str = "application/json"
     streams: bool = False  # may answer with Server-Sent Events
 
@@ -75,43 +75,25 @@ class Route:
         return f"app::{self.name}"
 
 
-class Auth:
-    """The bearer token every non-public route needs, when one is configured."""
-
-    def __init__(self, token: str | None) -> None:
-        self.token = token
-
-    def check(self, headers: dict[str, str], body_token: Any = None) -> None:
-        if not self.token:
-            return
-        given = headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        candidate = value.strip() if scheme.lower() == "bearer" else body_token
-        if not isinstance(candidate, str) or not hmac.compare_digest(candidate.encode(), self.token.encode()):
-            why = "missing bearer token" if not given and body_token is None else "wrong token"
-            raise ApiError(401, "unauthorized", f"unauthorized: {why}; send Authorization: Bearer <TEAMSTER_TOKEN>")
-
-
-def bind(worker: Worker, routes: list[Route], auth: Auth) -> None:
+def bind(worker: Worker, routes: list[Route]) -> None:
     """Register each route's function and its `http` trigger on `worker`."""
     for route in routes:
 
         async def handler(event: Any, route: Route = route) -> Any:
-            return await serve(route, auth, event)
+            return await serve(route, event)
 
+        config = {"api_path": route.path, "http_method": route.method, "public": route.public}
         worker.register_function(route.function_id, handler, description=route.summary)
-        worker.register_trigger("http", route.function_id, {"api_path": route.path, "http_method": route.method})
+        worker.register_trigger("http", route.function_id, config)
 
 
-async def serve(route: Route, auth: Auth, event: Any) -> Any:
+async def serve(route: Route, event: Any) -> Any:
     """One request through `route`: the HTTP response envelope, or None when the handler streamed it."""
     if not isinstance(event, dict):
         return _error(ApiError.invalid("request: an HTTP request event was expected"))
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     raw_body = event.get("body")
     try:
-        if not route.public:
-            auth.check(headers, raw_body.get("auth_token") if isinstance(raw_body, dict) else None)
         request = Request(
             params=dict(event.get("path_params") or {}),
             query=_parse(route.query, event.get("query_params") or {}, "query"),

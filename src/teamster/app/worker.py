@@ -11,23 +11,36 @@ import os
 from typing import Any
 
 from teamster.app.context import App
-from teamster.app.http import Auth, bind
+from teamster.app.http import bind
 from teamster.app.routes import all_routes
 from teamster.app.runs import RunManager
+from teamster.engine.config import EngineConfig
 from teamster.engine.engine import Engine
 from teamster.patterns.engine import EngineClient
 from teamster.sdk import Worker
 
 
 class AppWorker(Worker):
+    """`token`: the one the engine's HTTP listener demands, which the engine checks; the app only reports
+    (in `/health`) whether there is one."""
+
     def __init__(self, *, token: str | None = None, profile: str = "thick", keepalive_s: float | None = None) -> None:
         super().__init__("app", description="Run API and web playground")
         client = EngineClient(self)  # its bindings must exist before the worker connects
         self.runs = RunManager(self, client, self._credentials)
-        self.app = App(self, self.runs, Auth(token), profile=profile)
+        self.app = App(self, self.runs, token is not None, profile=profile)
         if keepalive_s is not None:
             self.app.keepalive_s = keepalive_s
-        bind(self, all_routes(self.app), self.app.auth)
+        self.routes = all_routes(self.app)
+        bind(self, self.routes)
+
+    def reserve_routes(self, config: EngineConfig) -> None:
+        """Reserve this worker's routes for `app::` functions in the engine's `iii-http` config, so no
+        other worker can bind them (or a path that would answer their requests) while the app is away."""
+        http = config.worker("iii-http")
+        if http is not None:
+            reserved = http.config.setdefault("reserved_routes", {})
+            reserved.setdefault("app::", [f"{route.method} {route.path}" for route in self.routes])
 
     async def open(self, url: str | None = None, *, wait: float = 30.0, headers: dict[str, str] | None = None) -> None:
         await super().open(url, wait=wait, headers=headers)

@@ -31,7 +31,7 @@ def routes(app: App, api: list[Route]) -> list[Route]:
         features = {
             "backends": ["inproc", "engine"],
             "patterns": list(PATTERN_NAMES),
-            "auth": app.auth.token is not None,
+            "auth": app.auth,
             "approvals": "approval::resolve" in ids,
             "budgets": "budget::create" in ids,
             "traces": await _answers(app, "engine::traces::stats"),  # engine built-ins are not listed

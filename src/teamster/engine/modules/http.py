@@ -6,43 +6,54 @@ import asyncio
 import json
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from aiohttp.web_urldispatcher import _default_expect_handler
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from teamster.engine.access import ListenerAccess, refuse_unguarded
 from teamster.engine.builtin import Module, config_of
 from teamster.engine.channels import Channel
 from teamster.engine.config import DEFAULT_HTTP_PORT
 from teamster.engine.listener import listen
+from teamster.engine.modules.http_access import Gate
 from teamster.engine.modules.http_response import (
     StreamState,
     error_response,
     read_head,
+    refusal,
     returned_response,
     send_stream,
 )
+from teamster.engine.modules.http_routes import (
+    Reservations,
+    Route,
+    RouteConfig,
+    RouteKey,
+    check_conflict,
+    reserved_key,
+)
 from teamster.engine.triggers import Binding
 from teamster.protocol import InvocationError
+from teamster.protocol.limits import MAX_JSON_DEPTH, too_deep
 
 if TYPE_CHECKING:
     from teamster.engine.engine import Engine
 
 log = logging.getLogger("teamster.engine")
 
-Method = Literal["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-RouteKey = tuple[str, tuple[str, ...]]  # (method, segments with every parameter as ":")
 MAX_JSON_BODY = 64 * 1024 * 1024
 BODY_CHUNK = 64 * 1024
+UNGUARDED_HINT = "set TEAMSTER_TOKEN (or iii-http's `token`) to a secret, or listen on 127.0.0.1"
 
 
 class CorsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    allowed_origins: list[str] = Field(default_factory=list)  # empty or "*": any origin
     allowed_methods: list[str] = Field(default_factory=list)  # empty: any method
+    # iii's `cors.allowed_origins` is read into the listener's one `allowed_origins` list (HttpConfig).
 
 
 class MiddlewareConfig(BaseModel):
@@ -53,90 +64,59 @@ class MiddlewareConfig(BaseModel):
     priority: int = 0  # lower runs first
 
 
-class HttpConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class HttpConfig(ListenerAccess):
+    """iii's `iii-http` config, plus the shared listener access fields and teamster's limits."""
 
     port: int = DEFAULT_HTTP_PORT
     host: str = "127.0.0.1"
     default_timeout: int = Field(default=30000, gt=0)  # ms, from the request to the response head
     concurrency_request_limit: int = Field(default=1024, ge=1)
+    header_timeout_ms: int = Field(default=10000, gt=0)  # a request head must arrive within this, also when idle
     cors: CorsConfig = Field(default_factory=CorsConfig)
     middleware: list[MiddlewareConfig] = Field(default_factory=list)
+    reserved_routes: dict[str, list[str]] = Field(default_factory=dict)  # function id prefix -> ["METHOD path"]
 
-
-class RouteConfig(BaseModel):
-    """An `http` trigger's config."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    api_path: str = Field(min_length=1)
-    http_method: Method = "GET"
-    condition_function_id: str | None = None
-    middleware_function_ids: list[str] = Field(default_factory=list)
-
-    @field_validator("http_method", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
+    def _one_origin_list(cls, data: Any) -> Any:
+        """iii spells the allow-list `cors.allowed_origins`; both spellings fill the same list."""
+        cors_given = isinstance(data, dict) and isinstance(data.get("cors"), dict)
+        if not cors_given or "allowed_origins" not in data["cors"]:
+            return data
+        cors = dict(data["cors"])
+        origins = cors.pop("allowed_origins")
+        return {**data, "cors": cors, "allowed_origins": [*data.get("allowed_origins", []), *(origins or [])]}
 
-    @field_validator("api_path")
+    @field_validator("reserved_routes")
     @classmethod
-    def _named_params(cls, value: str) -> str:
-        if ":" in value.split("/"):
-            raise ValueError("a ':' path segment needs a parameter name")
+    def _methods_and_paths(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for entries in value.values():
+            for entry in entries:
+                reserved_key(entry)
         return value
 
 
-@dataclass(slots=True)
-class Route:
-    binding: Binding
-    config: RouteConfig
-    segments: tuple[str, ...]
-
-    @classmethod
-    def of(cls, binding: Binding, config: RouteConfig) -> Route:
-        return cls(binding, config, tuple(s for s in config.api_path.split("/") if s))
-
-    @property
-    def path(self) -> str:
-        """The pattern as payloads name it: no leading slash (the root stays "/")."""
-        return "/".join(self.segments) or "/"
-
-    @property
-    def key(self) -> RouteKey:
-        """Routes with equal keys match the same URLs, whatever their parameters are called."""
-        return self.config.http_method, tuple(":" if s.startswith(":") else s for s in self.segments)
-
-    @property
-    def rank(self) -> tuple[bool, ...]:
-        """Literal segments outrank parameters, left to right (`users/me` before `users/:id`)."""
-        return tuple(not s.startswith(":") for s in self.segments)
-
-    def match(self, parts: list[str]) -> dict[str, str] | None:
-        if len(parts) != len(self.segments):
-            return None
-        params: dict[str, str] = {}
-        for segment, part in zip(self.segments, parts, strict=True):
-            if segment.startswith(":"):
-                params[segment[1:]] = part
-            elif segment != part:
-                return None
-        return params
-
-
 class Http(Module):
-    """Routes HTTP requests to functions; of several bindings for one method and path, the latest serves."""
+    """Routes HTTP requests to functions; each method and path belongs to one function (`http_routes`)."""
 
     name = "iii-http"
     Config = HttpConfig
     config: HttpConfig
 
     async def start(self) -> None:
+        token = self.config.resolved_token()
+        refuse_unguarded(self.name, self.config.host, token is not None, UNGUARDED_HINT)
+        self._gate = Gate(token, self.config, self.config.cors.allowed_methods)
+        self._reserved = Reservations(self.config.reserved_routes)
         self._routes: dict[RouteKey, list[Route]] = {}  # oldest first
         self._in_flight = 0
         self._middleware = sorted(self.config.middleware, key=lambda m: m.priority)
-        app = web.Application(client_max_size=MAX_JSON_BODY)
-        app.router.add_route("*", "/{tail:.*}", self._serve)
+        # aiohttp closes a connection still waiting for a complete request head when its keep-alive timer
+        # fires (armed at connect and after each response): one timer for half-sent heads and idle sockets.
+        app = web.Application(
+            client_max_size=MAX_JSON_BODY, handler_args={"keepalive_timeout": self.config.header_timeout_ms / 1000}
+        )
+        app.router.add_route("*", "/{tail:.*}", self._serve, expect_handler=self._expect)
         app.on_response_prepare.append(self._cors)
         self._runner, self.engine.ports["http"] = await listen(app, self.config.host, self.config.port)
         await self.engine.builtin_type("http", self, "HTTP API trigger")
@@ -147,11 +127,14 @@ class Http(Module):
     # ---- the `http` trigger type --------------------------------------------------------------
 
     async def register(self, binding: Binding) -> None:
+        """Bind a route, unless it is reserved for other functions or another function's route answers it."""
         route = Route.of(binding, config_of(RouteConfig, binding))
+        self._reserved.check(route)
+        check_conflict(route, self._routes)
         self._routes.setdefault(route.key, []).append(route)
 
     async def unregister(self, binding: Binding) -> None:
-        """Remove the binding's route; an earlier binding for the same method and path serves again."""
+        """Remove the binding's route; an earlier binding of the same function serves again."""
         for key, routes in list(self._routes.items()):
             routes[:] = [route for route in routes if route.binding.id != binding.id]
             if not routes:
@@ -169,12 +152,14 @@ class Http(Module):
             self._in_flight -= 1
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if (refused := self._door(request)) is not None:
+            return refused
         if _is_preflight(request):
-            return self._preflight(request)
+            return self._gate.preflight(request)
         found = self._match(request)
         if found is None:
             return error_response(404, "NOT_FOUND", f"no route for {request.method} {request.path}")
-        exchange = Exchange(self.engine, request, *found)
+        exchange = Exchange(self.engine, request, *found, keep_authorization=not self._gate.authorized(request))
         try:
             outcome = await self._outcome(exchange)
             if isinstance(outcome, StreamState):
@@ -182,6 +167,21 @@ class Http(Module):
             return outcome
         finally:
             exchange.close()
+
+    def _door(self, request: web.Request) -> web.Response | None:
+        """Host, Origin, then the token (a preflight carries none): the refusal, or None to go on."""
+        refused = self._gate.refuse_caller(request)
+        if refused is None and not _is_preflight(request):
+            found = self._match(request)
+            refused = self._gate.refuse_unauthorized(request, found is not None and found[0].config.public)
+        return refused
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """`Expect: 100-continue`: a refused client hears so before it sends its body, not after."""
+        if (refused := self._door(request)) is not None:
+            return refused
+        await _default_expect_handler(request)
+        return None
 
     def _match(self, request: web.Request) -> tuple[Route, dict[str, str]] | None:
         parts = [unquote(p) for p in request.rel_url.raw_path.split("/") if p]
@@ -215,7 +215,8 @@ class Http(Module):
         for middleware in self._middleware:
             if (early := await exchange.middleware(middleware.function_id, "default")) is not None:
                 return early
-        await exchange.read_request()
+        if (refused := await exchange.read_request()) is not None:
+            return refused
         if not await exchange.condition_holds():
             return error_response(422, "CONDITION_NOT_MET", "request condition not met", skipped=True)
         for function_id in exchange.route.config.middleware_function_ids:
@@ -223,41 +224,28 @@ class Http(Module):
                 return early
         return await exchange.handle()
 
-    # ---- CORS ---------------------------------------------------------------------------------
-
-    def _preflight(self, request: web.Request) -> web.Response:
-        methods = self.config.cors.allowed_methods
-        return web.Response(
-            status=204,
-            headers={
-                "Access-Control-Allow-Methods": ", ".join(methods) if methods else "*",
-                "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", "*"),
-            },
-        )
-
     async def _cors(self, request: web.Request, response: web.StreamResponse) -> None:
-        origin = request.headers.get("Origin")
-        allowed = self.config.cors.allowed_origins
-        if origin is None:
-            return
-        if not allowed or "*" in allowed:
-            response.headers["Access-Control-Allow-Origin"] = "*"
-        elif origin in allowed:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers.add("Vary", "Origin")
+        self._gate.cors_headers(request, response)
 
 
 class Exchange:
     """One request on its way through a route: its channels, body pump and function call."""
 
-    def __init__(self, engine: Engine, request: web.Request, route: Route, params: dict[str, str]) -> None:
+    def __init__(
+        self, engine: Engine, request: web.Request, route: Route, params: dict[str, str], *, keep_authorization: bool
+    ) -> None:
+        """`keep_authorization` False: the header carried the listener's own token, which no function sees."""
         self.engine = engine
         self.request = request
         self.route = route
         self.info: dict[str, Any] = {
             "path_params": params,
             "query_params": dict(request.query),
-            "headers": {name.lower(): value for name, value in request.headers.items()},
+            "headers": {
+                name.lower(): value
+                for name, value in request.headers.items()
+                if keep_authorization or name.lower() != "authorization"
+            },
             "method": route.config.http_method,
         }
         self.request_body = engine.channels.create(None)
@@ -277,16 +265,21 @@ class Exchange:
             return returned_response(verdict.get("response"))
         return None
 
-    async def read_request(self) -> None:
-        """Parse a JSON body, or start streaming any other body into the request-body channel."""
+    async def read_request(self) -> web.Response | None:
+        """Parse a JSON body, or start streaming any other body into the request-body channel; a 400 for a
+        JSON body nested deeper than `MAX_JSON_DEPTH`, which no function could decode."""
         body = None
         if "application/json" in self.info["headers"].get("content-type", ""):
-            body = _json_or_none(await self.request.read())
+            try:
+                body = _json_or_none(await self.request.read())
+            except _TooDeep:
+                return refusal(400, "bad_request", f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
             await self.request_body.close_writer()
         else:
             self._pump = self._spawn(_pump_body(self.request, self.request_body))
         trigger = {"type": "http", "path": self.route.path, "method": self.info["method"]}
         self.event = {"path": self.route.path, **self.info, "body": body, "trigger": trigger}
+        return None
 
     async def condition_holds(self) -> bool:
         """The binding's condition sees the request without its channels; only literal `false` fails it."""
@@ -350,11 +343,21 @@ def _quiet(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+class _TooDeep(Exception):
+    """A JSON body nested deeper than `MAX_JSON_DEPTH`."""
+
+
 def _json_or_none(raw: bytes) -> Any:
+    """The body as JSON, None when it is not JSON (as iii does); `_TooDeep` when it nests too deeply."""
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
+    except RecursionError:  # the decoder's own stack ran out, far past MAX_JSON_DEPTH
+        raise _TooDeep from None
     except ValueError:
         return None
+    if too_deep(value):
+        raise _TooDeep
+    return value
 
 
 def _is_preflight(request: web.Request) -> bool:

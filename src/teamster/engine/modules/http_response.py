@@ -128,3 +128,9 @@ def _as_bytes(payload: str | bytes) -> bytes:
 def _status(value: Any, default: int = 200) -> int:
     valid = isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599
     return value if valid else default
+
+
+def refusal(status: int, code: str, message: str) -> web.Response:
+    """A request refused at the door (host, origin, token, body): `{"error": message, "code"}`, the run API's
+    shape, so a client of the app reads the engine's refusals the same way as the app's own errors."""
+    return web.json_response({"error": message, "code": code}, status=status)
