@@ -1,10 +1,10 @@
 """A lease on one key of engine state: one holder at a time across processes, given up when its holder dies.
 
-The value is `{"claims": {nonce: expires_ms}, "again": true?}`. State has no compare-and-set, but one
-`state::update` is atomic and replies with the value as of that write: a claim wins when no other unexpired
-claim is there, so of two claims only the earlier can win (both may lose; each tries again after a pause).
-An expired claim (a crashed holder's) counts for nothing; the winner clears it. A holder that works for
-longer than the time to live keeps its claim alive with `renew`.
+The value maps each claim's nonce to its expiry in epoch ms, beside an optional `"again": true`. State has
+no compare-and-set, but one `state::update` is atomic and replies with the value as of that write: a claim
+wins when no other unexpired claim is there, so of two claims only the earlier can win (both may lose; each
+tries again after a pause). An expired claim (a crashed holder's) counts for nothing; the winner clears it.
+A holder that works for longer than the time to live keeps its claim alive with `renew`.
 
 `again` is how a caller that found the lease taken asks the holder for one more pass: `release` removes the
 claim and the flag in one update and reports whether the flag was there, so no request falls between them.
@@ -21,6 +21,7 @@ from teamster.protocol import InvocationError
 from teamster.sdk import Worker
 
 STATE_UPDATE_ERROR = "STATE_UPDATE_ERROR"
+AGAIN = "again"  # beside the claims; never a nonce (those are hex)
 
 
 class Lease:
@@ -43,7 +44,7 @@ class Lease:
             await self._update({"type": "remove", "path": self._path})
             return live
         if others:
-            await self._update(*({"type": "remove", "path": f"claims.{nonce}"} for nonce in others))
+            await self._update(*({"type": "remove", "path": nonce} for nonce in others))
         return {}
 
     async def take(self, wait_s: float) -> bool:
@@ -78,17 +79,17 @@ class Lease:
     async def ask_again(self) -> dict[str, int]:
         """Ask the holder for one more pass; the live claims as of that write ({}: nobody holds it any more)."""
         now = now_ms()
-        _, value = await self._update({"type": "set", "path": "again", "value": True})
+        _, value = await self._update({"type": "set", "path": AGAIN, "value": True})
         return {nonce: expires for nonce, expires in _claims(value).items() if expires > now}
 
     async def release(self) -> bool:
         """Let go; whether another caller asked for one more pass while this claim held the lease."""
-        old, _ = await self._update({"type": "remove", "path": self._path}, {"type": "remove", "path": "again"})
-        return isinstance(old, dict) and old.get("again") is True
+        old, _ = await self._update({"type": "remove", "path": self._path}, {"type": "remove", "path": AGAIN})
+        return isinstance(old, dict) and old.get(AGAIN) is True
 
     @property
     def _path(self) -> str:
-        return f"claims.{self.nonce}"
+        return self.nonce
 
     async def _update(self, *ops: dict[str, Any]) -> tuple[Any, Any]:
         """Apply `ops` atomically; the value before and after them."""
@@ -99,8 +100,9 @@ class Lease:
 
 
 def _claims(value: Any) -> dict[str, int]:
-    claims = value.get("claims") if isinstance(value, dict) else None
-    return {str(nonce): int(expires) for nonce, expires in claims.items()} if isinstance(claims, dict) else {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(nonce): int(expires) for nonce, expires in value.items() if nonce != AGAIN}
 
 
 def now_ms() -> int:
