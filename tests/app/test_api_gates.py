@@ -243,3 +243,16 @@ async def approve_two_at_once(api: Api, server: AppServer, name: str) -> None:
     assert mine[-2]["text"] == "Done: called 2 function(s)."
     resolved = [e["call_id"] for e in events if e["type"] == "approval_resolved"]
     assert sorted(c for c in resolved if c in {e["call_id"] for e in asked}) == sorted(e["call_id"] for e in asked)
+
+
+async def test_a_call_decided_elsewhere_is_409_with_the_decision_that_stands(api: Api, server: AppServer) -> None:
+    run_id = await api.start(**DEBATE)
+    asked = await api.waiting(run_id, "approval_request")
+    first = {"session_id": asked["session_id"], "function_call_id": asked["call_id"], "decision": "deny"}
+    assert await server.client.trigger("approval::resolve", first) == {"ok": True}
+    late = await api.post(f"/runs/{run_id}/approvals/{asked['call_id']}", {"decision": "allow"})
+    assert (late.status, late.body) == (
+        409,
+        {"error": f"call {asked['call_id']} was already decided: deny", "code": "already_decided"},
+    )
+    assert (await api.post(f"/runs/{run_id}/abort")).status == 200
