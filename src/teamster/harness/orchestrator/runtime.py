@@ -107,26 +107,25 @@ class Runtime:
         await self._write(self._records, RECORDS, rec.session_id, rec.model_dump(mode="json"))
         await self.publish(rec)
 
-    async def publish(self, rec: TurnRecord) -> bool:
-        """Send the stored record's unsent events; whether they all went.
+    async def publish(self, rec: TurnRecord) -> None:
+        """Send the stored record's unsent events.
 
         A failure is not the step's: the events stay in the record, and the next checkpoint or step sends
         them again, ahead of anything newer. An event that did land before the failure carries the same
         id the second time, and `events::emit` stores it once.
         """
         if not rec.unsent:
-            return True
+            return
         try:
             await self.call("events::emit", {"session_id": rec.session_id, "events": rec.unsent})
         except InvocationError as exc:
             log.warning("events of %s not sent yet: %s", rec.session_id, exc.message)
-            return False
+            return
         sent = {event["id"] for event in rec.unsent}
         rec.unsent = []
         cached = self._records.get(rec.session_id)
         if cached is not None:  # marked sent in memory only: a reader after a restart sends them again, once
             cached["unsent"] = [event for event in cached.get("unsent", []) if event["id"] not in sent]
-        return True
 
     async def resume(self, session_id: str) -> None:
         """Enqueue the step of the record's current state, even a parked one (to look at its decisions again)."""

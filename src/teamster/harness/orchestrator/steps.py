@@ -69,8 +69,8 @@ class Steps:
         rec = await rt.load(session_id)
         if rec is None:
             raise InvocationError("TURN_NOT_FOUND", f"no turn for session {session_id}")
-        if not await rt.publish(rec):  # what an earlier step stored but could not send goes first
-            raise InvocationError(EVENTS_UNSENT, f"events of {session_id} could not be sent")
+        await rt.publish(rec)  # what an earlier step stored but could not send goes first
+        _all_sent(rec)
         if rec.state != state:
             return {"ok": True, "skipped": True, "reason": "stale"}
         previous = rec.clone()
@@ -91,8 +91,7 @@ class Steps:
         if current is not None and current.state != state:
             return {"ok": True, "skipped": True, "reason": "superseded"}  # aborted while this step ran
         await rt.save(rec, previous)
-        if rec.unsent:  # stored, not sent: the queue delivers this message again, which sends them first
-            raise InvocationError(EVENTS_UNSENT, f"events of {session_id} could not be sent")
+        _all_sent(rec)
         return {"ok": True, "from_state": state, "to_state": rec.state}
 
     # ---- states -------------------------------------------------------------------------------
@@ -374,6 +373,7 @@ class Steps:
         await self.rt.save(rec, previous)
         stage(rec, {"type": "agent_end", "messages": []})
         await self.rt.checkpoint(rec)
+        _all_sent(rec)
 
     async def _budget_refusal(
         self, rec: TurnRecord, request: RunRequest, messages: list[AgentMessage]
@@ -413,6 +413,12 @@ class Steps:
             usage.cost_usd = _cost(rec.model_meta, usage.input + usage.cache_read + usage.cache_write, usage.output)
         if self.rt.settings.budgets and budget_id and usage.cost_usd:
             await self.rt.call("budget::record", {"budget_id": budget_id, "cost_usd": usage.cost_usd})
+
+
+def _all_sent(rec: TurnRecord) -> None:
+    """Events stored but not sent: the queue delivers this step again, and the step sends them first."""
+    if rec.unsent:
+        raise InvocationError(EVENTS_UNSENT, f"events of {rec.session_id} could not be sent")
 
 
 def _tokens(messages: list[AgentMessage]) -> int:
