@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -13,6 +14,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 DEBATE = {"pattern": "debate", "backend": "engine", "policy": "manual", "caps": {"debate_rounds": 1}}
 CALLS = [("Affirmative", "pattern::argue"), ("Opposing", "pattern::argue"), ("Judge", "pattern::verdict")]
 APPROVAL_FIELDS = ("call_id", "session_id", "agent", "function_id", "arguments")
+
+
+API_TRIALS = 10
 
 
 def waiting_call(event: dict[str, Any]) -> dict[str, Any]:
@@ -194,3 +198,61 @@ async def test_aborting_a_finished_run_is_409(api: Api) -> None:
     await api.finish(run_id)
     reply = await api.post(f"/runs/{run_id}/abort")
     assert (reply.status, reply.body) == (409, {"error": f"run {run_id} is completed", "code": "run_finished"})
+
+
+async def test_two_parked_calls_approved_at_once_run_once_each(api: Api, server: AppServer) -> None:
+    for trial in range(API_TRIALS):
+        await approve_two_at_once(api, server, f"two-calls-{trial}")
+
+
+async def approve_two_at_once(api: Api, server: AppServer, name: str) -> None:
+    """One agent's turn parks two calls; both approved at once, each twice; each call runs once."""
+
+    def argue(text: str) -> dict[str, Any]:
+        return {"function_id": "pattern::argue", "arguments": {"argument": text}}
+
+    model = await server.load(name, {"Affirmative": [[{"function_calls": [argue("one"), argue("two")]}]]})
+    run_id = await api.start(**DEBATE, model=model)
+    asked: list[dict[str, Any]] = []
+    while len(asked) < 2:  # one turn makes both calls, so both park
+        events = await api.events_until(
+            run_id, lambda e: e["type"] == "approval_request", asked[-1]["seq"] if asked else 0
+        )
+        asked += [e for e in events if e["type"] == "approval_request"]
+    assert [(e["agent"], e["arguments"]) for e in asked] == [("Affirmative", {"argument": a}) for a in ("one", "two")]
+    # A second approval finds its call decided (200 or 404, as the two race).
+    decided = asked * 2
+    replies = await asyncio.gather(
+        *(api.post(f"/runs/{run_id}/approvals/{e['call_id']}", {"decision": "allow"}) for e in decided)
+    )
+    assert {r.status for r in replies} <= {200, 404}
+    assert {e["call_id"] for e, r in zip(decided, replies, strict=True) if r.status == 200} == {
+        e["call_id"] for e in asked
+    }
+    events = await decide_each(api, run_id, {"decision": "allow"}, after=asked[-1]["seq"])
+    assert events[-1]["type"] == "workflow_complete"
+    mine = [e for e in events if e.get("agent") == "Affirmative"]
+    assert [(e["type"], e.get("tool_names")) for e in mine] == [
+        ("iteration_start", None),
+        ("approval_request", None),
+        ("approval_request", None),
+        ("agent_step", ["argue", "argue"]),  # one turn, one step, two calls
+        ("agent_step", []),
+        ("iteration_end", None),
+    ]
+    assert mine[-2]["text"] == "Done: called 2 function(s)."
+    resolved = [e["call_id"] for e in events if e["type"] == "approval_resolved"]
+    assert sorted(c for c in resolved if c in {e["call_id"] for e in asked}) == sorted(e["call_id"] for e in asked)
+
+
+async def test_a_call_decided_elsewhere_is_409_with_the_decision_that_stands(api: Api, server: AppServer) -> None:
+    run_id = await api.start(**DEBATE)
+    asked = await api.waiting(run_id, "approval_request")
+    first = {"session_id": asked["session_id"], "function_call_id": asked["call_id"], "decision": "deny"}
+    assert await server.client.trigger("approval::resolve", first) == {"ok": True}
+    late = await api.post(f"/runs/{run_id}/approvals/{asked['call_id']}", {"decision": "allow"})
+    assert (late.status, late.body) == (
+        409,
+        {"error": f"call {asked['call_id']} was already decided: deny", "code": "already_decided"},
+    )
+    assert (await api.post(f"/runs/{run_id}/abort")).status == 200

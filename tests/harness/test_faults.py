@@ -224,3 +224,111 @@ async def until_stopped(harness: Harness, session_id: str) -> None:
         return view is not None and view["state"] == "stopped"
 
     await eventually(stopped, timeout=60, interval=0.1)
+
+
+# The events worker, made to hang at one event type, before storing it or after storing it but before its reply:
+# the gate file tells the test that the emit is in flight, then the process is killed.
+HANGING_EVENTS = """
+import asyncio
+import os
+from pathlib import Path
+
+from teamster.harness import events
+
+worker = events.create_worker()
+_trigger = worker.trigger
+
+
+async def _hang():
+    Path(os.environ["FAULT_GATE"]).touch()
+    await asyncio.Event().wait()
+
+
+async def trigger(function_id, payload=None, **options):
+    data = payload.get("data") if isinstance(payload, dict) else None
+    hang = function_id == "stream::set" and isinstance(data, dict) and data.get("type") == os.environ["FAULT_EVENT"]
+    if hang and os.environ["FAULT_HANG"] == "before":
+        await _hang()
+    result = await _trigger(function_id, payload, **options)
+    if hang:
+        await _hang()
+    return result
+
+
+worker.trigger = trigger
+"""
+EVENTS = """
+from teamster.harness import events
+
+worker = events.create_worker()
+"""
+
+
+@pytest.mark.parametrize(
+    ("event", "hang"),
+    [
+        ("function_execution_start", "after"),  # stored, unconfirmed: sent again, must be stored once
+        ("function_execution_end", "before"),  # never stored: must not be lost
+    ],
+)
+async def test_events_worker_killed_mid_emit_loses_and_duplicates_nothing(
+    engine_proc: EngineProcess, procs: list[Proc], tmp_path: Path, event: str, hang: str
+) -> None:
+    gate = tmp_path / "gate"
+    executions: list[str] = []
+    side_effects = Worker("side-effects")
+
+    @side_effects.function("fx::record", description="Record one execution")
+    async def record(data: dict[str, Any]) -> str:
+        executions.append(data["key"])
+        return "recorded " + data["key"]
+
+    workers = [w for w in harness_workers("thin", HarnessOptions(data_dir=tmp_path)) if w.name != "agent-events"]
+    workers += [side_effects, Worker("client")]
+    await open_all(workers, engine_proc.ws_url)
+    try:
+        env = {"FAULT_GATE": str(gate), "FAULT_EVENT": event, "FAULT_HANG": hang}
+        hanging = spawn_worker(procs, tmp_path / "hanging_events.py", HANGING_EVENTS, engine_proc.ws_url, env)
+        harness = Harness(workers[-1], [])
+        call = {"id": "c1", "function_id": "fx::record", "arguments": {"key": "k1"}}
+        model = await harness.script("emit", [{"function_calls": [call]}, {"text": "done"}])
+        await harness.start("s-emit", "record", model=model, functions=["fx::record"])
+
+        await eventually(gate.exists, timeout=20)  # the event is on its way to the stream
+        hanging.popen.send_signal(signal.SIGKILL)
+        hanging.popen.wait(5)
+        spawn_worker(procs, tmp_path / "events.py", EVENTS, engine_proc.ws_url)
+
+        await until_stopped(harness, "s-emit")
+
+        async def drained() -> bool:
+            stats = await harness.client.trigger("engine::queue::topic_stats", {"topic": "turn-step"})
+            return bool(stats["ready"] == 0 and stats["in_flight"] == 0)
+
+        await eventually(drained, timeout=20)
+        events = await all_events(harness.client, "s-emit")
+    finally:
+        for worker in workers:
+            await worker.close()
+
+    assert executions == ["k1"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # gapless, in order
+    kinds = [e["type"] for e in events if e["type"] not in ("message_update", "turn_state_changed")]
+    assert kinds == [
+        "message_complete",
+        "function_execution_start",
+        "function_execution_end",
+        "turn_end",
+        "message_complete",
+        "turn_end",
+        "agent_end",
+    ]
+    assert states(events) == [
+        "provisioning",
+        "assistant_streaming",
+        "function_execute",
+        "steering_check",
+        "assistant_streaming",
+        "steering_check",
+        "stopped",
+    ]

@@ -370,7 +370,9 @@ class RunManager:
         payload = {"session_id": pending.session_id, "function_call_id": call_id, "decision": decision}
         if reason:
             payload["reason"] = reason
-        await self.worker.trigger("approval::resolve", payload)
+        reply = await self.worker.trigger("approval::resolve", payload)
+        if reply.get("error") == "already_decided":  # the gate keeps the first decision of a call
+            raise ApiError(409, "already_decided", f"call {call_id} was already decided: {reply.get('decision')}")
         if call_id in live.approvals:  # two decisions racing: the first one announced counts
             live.run.emit(ApprovalResolved(call_id=call_id, decision=decision, reason=reason))  # type: ignore[arg-type]
 

@@ -1,7 +1,7 @@
 """The `approval-gate` worker: human decisions on parked calls and per-session approval settings (iii-harness §4).
 
 `approval::resolve` records a human's allow/deny for one parked call at `approvals/<sid>/<cid>`,
-where the orchestrator's state trigger picks it up. The settings functions keep
+where the orchestrator's state trigger picks it up; the first decision of a call stands. The settings functions keep
 `approval_settings/<sid>` = `{mode, always_allow, approved_always, mode_set_at}`, and
 `approval::decide` applies them for the orchestrator before it consults policy.
 
@@ -11,8 +11,9 @@ calls or widen its own permissions. They are registered with the `human` access 
 on the bus reaches them either: only the app in-process, or an `admin` connection.
 
 Settings mutations change only the fields they touch, through `state::update` ops. Edits to a
-grant list (dedupe on add, filter on remove) are read-then-write, so they run one at a time under
-this worker's lock; as the only owner of these function ids, the worker sees every such edit.
+grant list (dedupe on add, filter on remove) and decisions (first one stands) are read-then-write, so
+they run one at a time under this worker's lock; as the only owner of these function ids, the worker
+sees every such edit.
 """
 
 from __future__ import annotations
@@ -98,17 +99,22 @@ class ApprovalGate:
         self._lock = asyncio.Lock()
 
     async def resolve(self, req: ResolveRequest) -> dict[str, Any]:
-        """Record a human's allow/deny for a parked call; the orchestrator resumes on the state change."""
+        """Record a human's allow/deny for a parked call; the orchestrator resumes on the state change.
+
+        The first decision stands: the same decision again is acknowledged and writes nothing (a client
+        retrying), a different one is refused as `already_decided` with the decision that stands.
+        """
         if not (_valid_id(req.session_id) and _valid_id(req.function_call_id)):
             return {"ok": False, "error": "invalid_payload"}
-        await self.worker.trigger(
-            "state::set",
-            {
-                "scope": APPROVALS_SCOPE,
-                "key": f"{req.session_id}/{req.function_call_id}",
-                "value": {"decision": req.decision, "reason": req.reason},
-            },
-        )
+        key = f"{req.session_id}/{req.function_call_id}"
+        async with self._lock:
+            stored = await self.worker.trigger("state::get", {"scope": APPROVALS_SCOPE, "key": key})
+            if isinstance(stored, dict) and "decision" in stored:
+                if stored["decision"] == req.decision:
+                    return {"ok": True}
+                return {"ok": False, "error": "already_decided", "decision": stored["decision"]}
+            value = {"decision": req.decision, "reason": req.reason}
+            await self.worker.trigger("state::set", {"scope": APPROVALS_SCOPE, "key": key, "value": value})
         return {"ok": True}
 
     async def get_settings(self, req: SessionRequest) -> ApprovalSettings:

@@ -18,10 +18,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import AliasChoices, Field, TypeAdapter, ValidationError
 
@@ -41,6 +40,7 @@ from teamster.harness.contracts import (
     TextBlock,
     UserMessage,
 )
+from teamster.harness.lease import Lease
 from teamster.protocol import InvocationError
 from teamster.sdk import ChannelReader, Worker
 
@@ -55,7 +55,6 @@ SESSION_NOT_FOUND = "session_not_found"
 MODEL_UNKNOWN = "model_unknown"
 SUMMARY_FAILED = "summary_failed"
 LEASE_LOST = "lease_lost"
-STATE_UPDATE_ERROR = "STATE_UPDATE_ERROR"
 
 SUMMARY_SYSTEM = (
     "You compact an AI agent's conversation. Write a summary that lets the agent carry on with only your "
@@ -221,8 +220,8 @@ class _Compactor:
         self, session_id: str, model: Model, mode: Mode, *, since: int | None, wait_s: float, tail: int | None
     ) -> CompactReply:
         """Compact under the lease; `since`: a compaction newer than this already did the job."""
-        lease = await _Lease.take(self.worker, session_id, self.settings.lease_ttl_s, wait_s)
-        if lease is None:
+        lease = Lease(self.worker, LEASE_SCOPE, session_id, self.settings.lease_ttl_s)
+        if not await lease.take(wait_s):
             return CompactReply(status="busy")
         try:
             return await self._compact(lease, model, mode, since, tail)
@@ -230,9 +229,9 @@ class _Compactor:
             await lease.release()
 
     async def _compact(
-        self, lease: _Lease, model: Model, mode: Mode, since: int | None, tail: int | None
+        self, lease: Lease, model: Model, mode: Mode, since: int | None, tail: int | None
     ) -> CompactReply:
-        session_id = lease.session_id
+        session_id = lease.key
         reply = await self.worker.trigger("session-tree::compactions", {"session_id": session_id})
         earlier = _Compactions.model_validate(reply).entries
         if since is not None and earlier and earlier[-1].timestamp >= since:
@@ -323,62 +322,6 @@ class _Compactor:
         if not text:
             raise InvocationError(SUMMARY_FAILED, f"provider {model.provider} returned no summary text")
         return text
-
-
-class _Lease:
-    """A claim on a session's compaction lease: scope `compaction_lease`, key the session id, value {nonce: expiry}."""
-
-    def __init__(self, worker: Worker, session_id: str, nonce: str) -> None:
-        self.worker = worker
-        self.session_id = session_id
-        self.nonce = nonce
-
-    @classmethod
-    async def take(cls, worker: Worker, session_id: str, ttl_s: float, wait_s: float) -> _Lease | None:
-        """The lease, or None when another holder keeps it for longer than `wait_s`."""
-        lease = cls(worker, session_id, uuid.uuid4().hex)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        pause = 0.05
-        while True:
-            if await lease._claim(ttl_s):
-                return lease
-            if loop.time() + pause > deadline:
-                return None
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.5)
-
-    async def _claim(self, ttl_s: float) -> bool:
-        # state has no compare-and-set, but one update is atomic and replies with every claim as of that write:
-        # a claim wins when no other unexpired one is there, so of two claims only the earlier can win. An
-        # expired claim (a crashed holder's) counts for nothing; the winner clears it.
-        now = now_ms()
-        claims = await self._update({"type": "merge", "path": "", "value": {self.nonce: now + int(ttl_s * 1000)}})
-        others = {nonce: expires for nonce, expires in claims.items() if nonce != self.nonce}
-        if any(expires > now for expires in others.values()):
-            await self._update({"type": "remove", "path": self.nonce})
-            return False
-        if others:
-            await self._update(*({"type": "remove", "path": nonce} for nonce in others))
-        return True
-
-    async def held(self) -> bool:
-        """Whether this claim is still there and unexpired."""
-        claims = await self.worker.trigger("state::get", {"scope": LEASE_SCOPE, "key": self.session_id})
-        return isinstance(claims, dict) and int(claims.get(self.nonce, 0)) > now_ms()
-
-    async def release(self) -> None:
-        await self._update({"type": "remove", "path": self.nonce})
-
-    async def _update(self, *ops: dict[str, Any]) -> dict[str, int]:
-        """Apply `ops` atomically; the claims as they stand after them."""
-        reply = await self.worker.trigger(
-            "state::update", {"scope": LEASE_SCOPE, "key": self.session_id, "ops": list(ops)}
-        )
-        if reply.get("errors"):
-            raise InvocationError(STATE_UPDATE_ERROR, f"{LEASE_SCOPE}/{self.session_id}: {reply['errors']}")
-        claims: dict[str, int] = reply["new_value"]
-        return claims
 
 
 # ---- pure parts ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from teamster.harness.contracts import AgentMessage
 from teamster.harness.orchestrator.record import TERMINAL, RunRequest, TurnRecord
-from teamster.harness.orchestrator.runtime import Runtime, Settings, now_ms, own_message
+from teamster.harness.orchestrator.runtime import Runtime, Settings, now_ms, own_message, stage
 from teamster.harness.orchestrator.steps import Steps
 from teamster.sdk import Enqueue, Worker
 
@@ -100,10 +100,7 @@ def create_worker(settings: Settings | None = None) -> Worker:
         if streaming is not None:
             streaming.cancel()  # stop the provider now; its step publishes nothing more
         await rt.append(req.session_id, message, f"{rec.started_at_ms}-t{rec.turn_count}-aborted")
-        await rt.emit(
-            req.session_id,
-            {"type": "message_complete", "message": message.model_dump(mode="json"), "body_streamed": False},
-        )
+        stage(rec, {"type": "message_complete", "message": message.model_dump(mode="json"), "body_streamed": False})
         await steps.end_turn(rec)
         await steps.finish(rec)
         await rt.save(rec, previous)

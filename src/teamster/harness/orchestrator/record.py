@@ -73,6 +73,8 @@ class TurnRecord(BaseModel):
     last_assistant: AssistantMessage | None = None
     work: Work | None = None
     awaiting_approval: list[Pending] = Field(default_factory=list)
+    # Events stored with the checkpoint they belong to, each with a stable `id`; published after the write.
+    unsent: list[dict[str, Any]] = Field(default_factory=list)
 
     def clone(self) -> TurnRecord:
         """An independent copy: a dump and validate round trip is several times faster than a deep copy."""

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from teamster.harness.contracts import AgentMessage, AssistantMessage, ErrorKind, StopReason, TextBlock
-from teamster.harness.orchestrator.record import PARKED, RunRequest, TurnRecord
+from teamster.harness.orchestrator.record import PARKED, TERMINAL, RunRequest, TurnRecord
 from teamster.harness.owned import OwnedCache
+from teamster.protocol import InvocationError
 from teamster.sdk import Enqueue, Worker
+
+log = logging.getLogger("teamster.harness")
 
 RECORDS = "turn_state"
 REQUESTS = "run_request"
@@ -31,6 +36,7 @@ class Settings:
     skills: bool = True
     catalog: bool = True
     queue: str = "turn-step"
+    lease_ttl_s: float = 10.0  # a crashed step keeps its session's lease this long at most
     policy_timeout_s: float = 5.0
     provider_timeout_s: float = 300.0
     hook_timeout_ms: int = 500
@@ -38,6 +44,11 @@ class Settings:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def stage(rec: TurnRecord, event: dict[str, Any]) -> None:
+    """Queue an event on the record: it is stored with the record's next write and published after it."""
+    rec.unsent.append({**event, "id": uuid.uuid4().hex})
 
 
 def own_message(
@@ -76,7 +87,6 @@ class Runtime:
     async def save(self, rec: TurnRecord, previous: TurnRecord | None) -> None:
         """Store, tell the UI when its view changed, then wake the next step unless parked or unchanged."""
         rec.updated_at_ms = now_ms()
-        await self.checkpoint(rec)
         old_view = previous.view() if previous is not None else None
         new_view = rec.view()
         if new_view != old_view:
@@ -87,13 +97,41 @@ class Runtime:
             }
             if old_view is not None:
                 event["old_value"] = old_view
-            await self.emit(rec.session_id, event)
+            stage(rec, event)
+        await self.checkpoint(rec)
         if rec.state not in PARKED and (previous is None or previous.state != rec.state):
             await self.wake(rec.session_id, rec.state)
 
     async def checkpoint(self, rec: TurnRecord) -> None:
-        """A silent write: no event, no wake (after every executed call)."""
+        """Store the record with its staged events, then publish them: no wake."""
         await self._write(self._records, RECORDS, rec.session_id, rec.model_dump(mode="json"))
+        await self.publish(rec)
+
+    async def publish(self, rec: TurnRecord) -> None:
+        """Send the stored record's unsent events.
+
+        A failure is not the step's: the events stay in the record, and the next checkpoint or step sends
+        them again, ahead of anything newer. An event that did land before the failure carries the same
+        id the second time, and `events::emit` stores it once.
+        """
+        if not rec.unsent:
+            return
+        try:
+            await self.call("events::emit", {"session_id": rec.session_id, "events": rec.unsent})
+        except InvocationError as exc:
+            log.warning("events of %s not sent yet: %s", rec.session_id, exc.message)
+            return
+        sent = {event["id"] for event in rec.unsent}
+        rec.unsent = []
+        cached = self._records.get(rec.session_id)
+        if cached is not None:  # marked sent in memory only: a reader after a restart sends them again, once
+            cached["unsent"] = [event for event in cached.get("unsent", []) if event["id"] not in sent]
+
+    async def resume(self, session_id: str) -> None:
+        """Enqueue the step of the record's current state, even a parked one (to look at its decisions again)."""
+        rec = await self.load(session_id)
+        if rec is not None and rec.state not in TERMINAL:
+            await self.wake(session_id, rec.state)
 
     async def wake(self, session_id: str, state: str) -> None:
         await self.worker.trigger(f"turn::{state}", {"session_id": session_id}, action=Enqueue(self.settings.queue))
@@ -126,9 +164,6 @@ class Runtime:
             raise
 
     # ---- events and transcript ----------------------------------------------------------------
-
-    async def emit(self, session_id: str, event: dict[str, Any]) -> None:
-        await self.call("events::emit", {"session_id": session_id, "event": event})
 
     def outbox(self, session_id: str) -> Outbox:
         return Outbox(self, session_id)

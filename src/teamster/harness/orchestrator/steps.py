@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from teamster.harness.contracts import AgentMessage, AssistantMessage, PartialEvent, UserMessage
+from teamster.harness.lease import Lease
 from teamster.harness.orchestrator import calls, prompt
 from teamster.harness.orchestrator.calls import Verdict
+from teamster.harness.orchestrator.exclusive import LEASES, acquire_or_defer
 from teamster.harness.orchestrator.record import (
     ExecutedCall,
     Pending,
@@ -20,14 +22,15 @@ from teamster.harness.orchestrator.record import (
     TurnRecord,
     Work,
 )
-from teamster.harness.orchestrator.runtime import Runtime, now_ms, own_message
+from teamster.harness.orchestrator.runtime import Runtime, now_ms, own_message, stage
 from teamster.harness.orchestrator.streaming import stream_assistant
 from teamster.protocol import InvocationError
 
 log = logging.getLogger("teamster.harness")
 
 # Errors worth a redelivery: the step is retried from its last checkpoint.
-TRANSIENT = frozenset({"invocation_stopped", "CONNECTION_LOST", "TIMEOUT", "COMPACTION_BUSY"})
+EVENTS_UNSENT = "EVENTS_UNSENT"
+TRANSIENT = frozenset({"invocation_stopped", "CONNECTION_LOST", "TIMEOUT", "COMPACTION_BUSY", EVENTS_UNSENT})
 INBOXES = ("steering", "followup")
 
 
@@ -48,11 +51,26 @@ class Steps:
         }
 
     async def run(self, state: str, session_id: str) -> dict[str, Any]:
+        """Run the step under the session's lease; a step that finds it taken leaves the session to its holder."""
+        lease = Lease(self.rt.worker, LEASES, session_id, self.rt.settings.lease_ttl_s)
+        if not await acquire_or_defer(lease):
+            return {"ok": True, "skipped": True, "reason": "deferred"}
+        renewing = asyncio.ensure_future(lease.keep())
+        try:
+            return await self._run(state, session_id)
+        finally:
+            renewing.cancel()
+            if await lease.release():
+                await self.rt.resume(session_id)
+
+    async def _run(self, state: str, session_id: str) -> dict[str, Any]:
         """Run the step if the record is still in `state` (a redelivered message is skipped as stale)."""
         rt = self.rt
         rec = await rt.load(session_id)
         if rec is None:
             raise InvocationError("TURN_NOT_FOUND", f"no turn for session {session_id}")
+        await rt.publish(rec)  # what an earlier step stored but could not send goes first
+        _all_sent(rec)
         if rec.state != state:
             return {"ok": True, "skipped": True, "reason": "stale"}
         previous = rec.clone()
@@ -73,6 +91,7 @@ class Steps:
         if current is not None and current.state != state:
             return {"ok": True, "skipped": True, "reason": "superseded"}  # aborted while this step ran
         await rt.save(rec, previous)
+        _all_sent(rec)
         return {"ok": True, "from_state": state, "to_state": rec.state}
 
     # ---- states -------------------------------------------------------------------------------
@@ -137,9 +156,8 @@ class Steps:
             raise Superseded  # aborted before the stream could be cancelled: publish nothing of it
         await self._price(rec, request.budget_id, assistant)
         rec.last_assistant = assistant
-        await rt.emit(
-            sid, {"type": "message_complete", "message": assistant.model_dump(mode="json"), "body_streamed": streamed}
-        )
+        complete = {"type": "message_complete", "message": assistant.model_dump(mode="json"), "body_streamed": streamed}
+        stage(rec, complete)
         await rt.append(sid, assistant, f"{rec.started_at_ms}-t{rec.turn_count}-assistant")
         if assistant.stop_reason in ("error", "aborted"):
             await self.end_turn(rec)
@@ -236,8 +254,8 @@ class Steps:
 
     async def _start(self, rec: TurnRecord, prepared: PreparedCall) -> None:
         call = prepared.call
-        await self.rt.emit(
-            rec.session_id,
+        stage(
+            rec,
             {
                 "type": "function_execution_start",
                 "function_call_id": call.id,
@@ -253,9 +271,8 @@ class Steps:
             rec.awaiting_approval.append(
                 Pending(function_call_id=call.id, function_id=call.function_id, args=call.arguments)
             )
-            await rt.checkpoint(rec)
-            await rt.emit(
-                rec.session_id,
+            stage(
+                rec,
                 {
                     "type": "approval_requested",
                     "function_call_id": call.id,
@@ -263,10 +280,11 @@ class Steps:
                     "args": call.arguments,
                 },
             )
+            await rt.checkpoint(rec)
             return
         if verdict.kind == "deny" and verdict.denial is not None:
-            await rt.emit(
-                rec.session_id,
+            stage(
+                rec,
                 {
                     "type": "policy_denied",
                     "function_call_id": call.id,
@@ -294,9 +312,8 @@ class Steps:
         work.executed[prepared.call.id] = ExecutedCall(
             call=prepared.call, result=result, is_error=result.is_error, duration_ms=duration_ms
         )
-        await self.rt.checkpoint(rec)
-        await self.rt.emit(
-            rec.session_id,
+        stage(
+            rec,
             {
                 "type": "function_execution_end",
                 "function_call_id": prepared.call.id,
@@ -306,6 +323,7 @@ class Steps:
                 "duration_ms": duration_ms,
             },
         )
+        await self.rt.checkpoint(rec)
 
     async def _finalize(self, rec: TurnRecord) -> None:
         """Results in the model's call order go to the transcript; then turn_end, then steer or stop."""
@@ -333,20 +351,17 @@ class Steps:
         }
         if rec.model_meta:
             event["model_limit"] = rec.model_meta.get("context_window")
-        await self.rt.emit(rec.session_id, event)
+        stage(rec, event)
 
     async def _close_turn(self, rec: TurnRecord, message: AssistantMessage) -> None:
         """End the run with a message of the harness's own (a refusal, a stop)."""
         rec.last_assistant = message
-        await self.rt.emit(
-            rec.session_id,
-            {"type": "message_complete", "message": message.model_dump(mode="json"), "body_streamed": False},
-        )
+        stage(rec, {"type": "message_complete", "message": message.model_dump(mode="json"), "body_streamed": False})
         await self.end_turn(rec)
         await self.finish(rec)
 
     async def finish(self, rec: TurnRecord) -> None:
-        await self.rt.emit(rec.session_id, {"type": "agent_end", "messages": []})
+        stage(rec, {"type": "agent_end", "messages": []})
         rec.state = "stopped"
 
     async def _fail(self, previous: TurnRecord, state: str, message: str) -> None:
@@ -354,12 +369,11 @@ class Steps:
         rec.state = "failed"
         rec.error = TurnError(kind="transition_error", message=f"from {state}: {message}")
         error = own_message(rec.error.message, "error")
-        await self.rt.emit(
-            rec.session_id,
-            {"type": "message_complete", "message": error.model_dump(mode="json"), "body_streamed": False},
-        )
+        stage(rec, {"type": "message_complete", "message": error.model_dump(mode="json"), "body_streamed": False})
         await self.rt.save(rec, previous)
-        await self.rt.emit(rec.session_id, {"type": "agent_end", "messages": []})
+        stage(rec, {"type": "agent_end", "messages": []})
+        await self.rt.checkpoint(rec)
+        _all_sent(rec)
 
     async def _budget_refusal(
         self, rec: TurnRecord, request: RunRequest, messages: list[AgentMessage]
@@ -377,8 +391,8 @@ class Steps:
         if verdict.get("allowed"):
             return None
         reason = verdict.get("reason") or "ceiling_exceeded"
-        await self.rt.emit(
-            rec.session_id,
+        stage(
+            rec,
             {
                 "type": "budget_exceeded",
                 "budget_id": budget_id,
@@ -399,6 +413,12 @@ class Steps:
             usage.cost_usd = _cost(rec.model_meta, usage.input + usage.cache_read + usage.cache_write, usage.output)
         if self.rt.settings.budgets and budget_id and usage.cost_usd:
             await self.rt.call("budget::record", {"budget_id": budget_id, "cost_usd": usage.cost_usd})
+
+
+def _all_sent(rec: TurnRecord) -> None:
+    """Events stored but not sent: the queue delivers this step again, and the step sends them first."""
+    if rec.unsent:
+        raise InvocationError(EVENTS_UNSENT, f"events of {rec.session_id} could not be sent")
 
 
 def _tokens(messages: list[AgentMessage]) -> int:
