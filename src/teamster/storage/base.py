@@ -134,8 +134,8 @@ class QueueAdapter(Protocol):
         """Each (namespace, function_id) that has parked messages, with the earliest `until_ms` among them."""
         ...
 
-    async def expire_parked(self, namespace: str, function_id: str, now_ms: int, error: str) -> int:
-        """Dead-letter this function's parked messages whose `until_ms` is past, with `error`; returns how many."""
+    async def expire_parked(self, namespace: str, function_id: str, now_ms: int, error: str) -> list[str]:
+        """Dead-letter this function's parked messages whose `until_ms` is past, with `error`; returns their queues."""
         ...
 
     async def recover(self) -> int:

@@ -233,13 +233,13 @@ class MemoryQueues:
                     earliest[key] = min(earliest.get(key, stored.visible_at_ms), stored.visible_at_ms)
         return earliest
 
-    async def expire_parked(self, namespace: str, function_id: str, now_ms: int, error: str) -> int:
-        """Dead-letter this function's parked messages whose `until_ms` is past, with `error`; returns how many."""
+    async def expire_parked(self, namespace: str, function_id: str, now_ms: int, error: str) -> list[str]:
+        """Dead-letter this function's parked messages whose `until_ms` is past, with `error`; returns their queues."""
         expired = [stored for stored in self._parked_for(namespace, function_id) if stored.visible_at_ms <= now_ms]
         for stored in expired:
             stored.status = DEAD
             stored.message.last_error = error
-        return len(expired)
+        return list(dict.fromkeys(stored.message.queue for stored in expired))
 
     async def recover(self) -> int:
         """Make every in-flight message ready again (after a crash or restart); returns how many."""

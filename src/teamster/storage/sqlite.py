@@ -327,14 +327,14 @@ class SqliteQueues:
         )
         return {(namespace, function_id): until for namespace, function_id, until in rows}
 
-    async def expire_parked(self, namespace: str, function_id: str, now_ms: int, error: str) -> int:
-        """Dead-letter this function's parked messages whose `until_ms` is past, with `error`; returns how many."""
-        cursor = self._conn.execute(
+    async def expire_parked(self, namespace: str, function_id: str, now_ms: int, error: str) -> list[str]:
+        """Dead-letter this function's parked messages whose `until_ms` is past, with `error`; returns their queues."""
+        rows = self._conn.execute(
             "UPDATE queue_messages SET status = ?, last_error = ?"
-            " WHERE status = ? AND namespace = ? AND function_id = ? AND visible_at_ms <= ?",
+            " WHERE status = ? AND namespace = ? AND function_id = ? AND visible_at_ms <= ? RETURNING queue",
             (DEAD, error, PARKED, namespace, function_id, now_ms),
-        )
-        return cursor.rowcount
+        ).fetchall()
+        return list(dict.fromkeys(queue for (queue,) in rows))
 
     async def recover(self) -> int:
         """Make every in-flight message ready again (after a crash or restart); returns how many."""
