@@ -366,26 +366,38 @@ class QueueModule(Module):
         while True:
             self._attend.clear()
             arrived, self._arrived = self._arrived, set()
-            for key in arrived:
-                if self._parked.pop(key, None) is not None:
-                    for queue in await self.queues.unpark(*key):
-                        self._wake(queue)
-            now = now_ms()
-            due = [key for key, until in self._parked.items() if until <= now]
-            for namespace, function_id in due:
-                reason = (
-                    f"{codes.FUNCTION_NOT_FOUND}: no worker registered {function_id} in namespace {namespace}"
-                    " within wait_for_function_ms"
-                )
-                for queue in await self.queues.expire_parked(namespace, function_id, now, reason):
-                    log.warning("iii-queue: dead-lettered in %s: %s", queue, reason)
-                    self._wake(queue)  # in a fifo queue the messages behind it may go now
-            if due:  # later horizons of the same functions are still parked
-                self._parked = await self.queues.parked()
-            timeout = (min(self._parked.values()) - now_ms()) / 1000 if self._parked else None
+            try:
+                await self._unpark(arrived)
+                await self._expire(now_ms())
+            except Exception:  # a storage hiccup must not strand parked messages for good: look again soon
+                log.exception("iii-queue: attending to parked messages failed")
+                self._arrived |= arrived
+                timeout: float | None = 1.0
+            else:
+                timeout = (min(self._parked.values()) - now_ms()) / 1000 if self._parked else None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._attend.wait()
+
+    async def _unpark(self, arrived: set[tuple[str, str]]) -> None:
+        for key in arrived:
+            if key in self._parked:
+                for queue in await self.queues.unpark(*key):
+                    self._wake(queue)
+                del self._parked[key]
+
+    async def _expire(self, now: int) -> None:
+        due = [key for key, until in self._parked.items() if until <= now]
+        for namespace, function_id in due:
+            reason = (
+                f"{codes.FUNCTION_NOT_FOUND}: no worker registered {function_id} in namespace {namespace}"
+                " within wait_for_function_ms"
+            )
+            for queue in await self.queues.expire_parked(namespace, function_id, now, reason):
+                log.warning("iii-queue: dead-lettered in %s: %s", queue, reason)
+                self._wake(queue)  # in a fifo queue the messages behind it may go now
+        if due:  # later horizons of the same functions are still parked
+            self._parked = await self.queues.parked()
 
     def _missing(self, message: QueueMessage) -> bool:
         """No live owner serves the message: its function is not registered, or no durable subscriber feeds it."""
