@@ -202,6 +202,67 @@ async def test_recover_returns_in_flight_to_ready(storage: Storage) -> None:
     assert [(m.id, m.attempts) for m in again] == [("m1", 2), ("m2", 2), ("m3", 1)]
 
 
+async def test_parked_message_waits_for_unpark_and_its_delivery_is_not_counted(storage: Storage) -> None:
+    await enqueue_all(storage, "m1", "m2")
+    await storage.queues.reserve("q", 2, now_ms=0)
+    await storage.queues.park("m1", 1000, "fn missing")
+    await storage.queues.park("m2", 2000, "fn missing")
+
+    assert await storage.queues.reserve("q", 10, now_ms=10**12) == []  # past the horizon too: only unpark frees it
+    assert await storage.queues.stats("q") == {"ready": 2, "in_flight": 0, "dead": 0}
+    assert await storage.queues.parked() == {("default", "fn"): 1000}
+    assert await storage.queues.unpark("default", "other") == []
+    assert await storage.queues.unpark("other-ns", "fn") == []
+
+    assert await storage.queues.unpark("default", "fn") == ["q"]
+    again = await storage.queues.reserve("q", 10, now_ms=0)
+    assert [(m.id, m.attempts, m.last_error) for m in again] == [("m1", 1, "fn missing"), ("m2", 1, "fn missing")]
+    assert await storage.queues.parked() == {}
+
+
+async def test_fifo_parked_head_holds_back_the_rest(storage: Storage) -> None:
+    await enqueue_all(storage, "m1", "m2")
+    [head] = await storage.queues.reserve("q", 1, now_ms=0, fifo=True)
+    await storage.queues.park(head.id, 1000, "fn missing")
+
+    assert await storage.queues.reserve("q", 1, now_ms=10**12, fifo=True) == []
+    await storage.queues.unpark("default", "fn")
+    assert ids(await storage.queues.reserve("q", 1, now_ms=0, fifo=True)) == ["m1"]
+
+
+async def test_expire_parked_dead_letters_only_past_the_horizon(storage: Storage) -> None:
+    await enqueue_all(storage, "m1", "m2", "m3")
+    await enqueue_all(storage, "o1", queue="other")
+    for queue in ("q", "other"):
+        await storage.queues.reserve(queue, 10, now_ms=0)
+    await storage.queues.park("m1", 100, "fn missing")
+    await storage.queues.park("m2", 200, "fn missing")
+    await storage.queues.park("o1", 100, "fn missing")
+
+    assert sorted(await storage.queues.expire_parked("default", "fn", 150, "gave up on fn")) == ["other", "q"]
+    assert [(m.id, m.last_error) for m in await storage.queues.dead_letters("q")] == [("m1", "gave up on fn")]
+    assert [(m.id, m.last_error) for m in await storage.queues.dead_letters("other")] == [("o1", "gave up on fn")]
+    assert await storage.queues.parked() == {("default", "fn"): 200}
+    assert await storage.queues.stats("q") == {"ready": 1, "in_flight": 1, "dead": 1}
+
+
+async def test_sqlite_keeps_parked_messages_across_a_reopen(tmp_path: Path) -> None:
+    store = open_sqlite(tmp_path)
+    await store.queues.enqueue(message("m1"))
+    await store.queues.reserve("q", 1, now_ms=0)
+    await store.queues.park("m1", 1000, "fn missing")
+    await store.close()
+
+    store = open_sqlite(tmp_path)
+    try:
+        assert await store.queues.recover() == 0  # parked is not in flight: nothing to redeliver on start
+        assert await store.queues.parked() == {("default", "fn"): 1000}
+        assert await store.queues.unpark("default", "fn") == ["q"]
+        assert ids(await store.queues.reserve("q", 1, now_ms=0)) == ["m1"]
+    finally:
+        await store.close()
+
+
 _CRASHING_WRITER = textwrap.dedent(
     """
     import asyncio, sys, time

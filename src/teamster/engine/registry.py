@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from teamster.engine.connection import Connection
+
+log = logging.getLogger("teamster.engine")
 
 
 @dataclass(slots=True)
@@ -52,10 +56,25 @@ class Conflict(Exception):
         self.owner_worker_id = owner_worker_id
 
 
+RegistrationWatcher = Callable[[FunctionEntry], None]
+
+
 class FunctionRegistry:
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], FunctionEntry] = {}
+        self._watchers: list[RegistrationWatcher] = []
         self.version = 0  # bumped on every change, so pollers can tell the catalogue moved
+
+    def watch(self, watcher: RegistrationWatcher) -> Callable[[], None]:
+        """Call `watcher` with every entry claimed from now on, the moment it is stored, so whatever
+        waits for a function (a parked queue message) goes on at once; returns a function that stops it."""
+        self._watchers.append(watcher)
+
+        def stop() -> None:
+            with suppress(ValueError):
+                self._watchers.remove(watcher)
+
+        return stop
 
     def get(self, namespace: str, function_id: str) -> FunctionEntry | None:
         return self._entries.get((namespace, function_id))
@@ -74,6 +93,11 @@ class FunctionRegistry:
                 raise Conflict(current.owner.worker_id)
         self._entries[key] = entry
         self.version += 1
+        for watcher in tuple(self._watchers):
+            try:
+                watcher(entry)
+            except Exception:  # a watcher's bug must not refuse the worker its registration
+                log.exception("registration watcher failed on %s", entry.id)
 
     def release(self, namespace: str, function_id: str, owner: Connection | None) -> bool:
         """Remove the id only while `owner` still holds it (a taken-over id stays with its new owner)."""

@@ -97,7 +97,12 @@ class QueueMessage:
 
 
 class QueueAdapter(Protocol):
-    """Durable named queues: ready → reserved (in flight) → acked, retried later, or dead-lettered."""
+    """Durable named queues: ready → reserved (in flight) → acked, retried later, parked or dead-lettered.
+
+    A parked message waits for its function to be registered again: no delivery is tried until
+    `unpark` makes it ready, or until `expire_parked` dead-letters it once its horizon has passed.
+    In a FIFO queue a parked message holds back the ones behind it, as one being retried does.
+    """
 
     async def enqueue(self, message: QueueMessage, *, visible_at_ms: int = 0) -> None: ...
 
@@ -117,6 +122,22 @@ class QueueAdapter(Protocol):
 
     async def dead_letter(self, message_id: str, error: str) -> None: ...
 
+    async def park(self, message_id: str, until_ms: int, error: str) -> None:
+        """Set an in-flight message aside until `unpark` or `until_ms`; the delivery is not counted."""
+        ...
+
+    async def unpark(self, namespace: str, function_id: str) -> list[str]:
+        """Make the messages parked for this function ready now; returns the queues they are in."""
+        ...
+
+    async def parked(self) -> dict[tuple[str, str], int]:
+        """Each (namespace, function_id) that has parked messages, with the earliest `until_ms` among them."""
+        ...
+
+    async def expire_parked(self, namespace: str, function_id: str, now_ms: int, error: str) -> list[str]:
+        """Dead-letter this function's parked messages whose `until_ms` is past, with `error`; returns their queues."""
+        ...
+
     async def recover(self) -> int:
         """Make every in-flight message ready again (after a crash or restart); returns how many."""
         ...
@@ -126,7 +147,7 @@ class QueueAdapter(Protocol):
         ...
 
     async def stats(self, queue: str) -> dict[str, int]:
-        """`{ready, in_flight, dead}` counts."""
+        """`{ready, in_flight, dead}` counts; parked messages are waiting to be delivered, so count as ready."""
         ...
 
     async def dead_letters(self, queue: str, offset: int = 0, limit: int = 50) -> list[QueueMessage]: ...

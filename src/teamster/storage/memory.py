@@ -32,6 +32,7 @@ logger = logging.getLogger("teamster.storage")
 READY = "ready"
 IN_FLIGHT = "in_flight"
 DEAD = "dead"
+PARKED = "parked"  # waiting for its function to be registered; `visible_at_ms` is its horizon
 
 
 class StateWatchers:
@@ -195,6 +196,51 @@ class MemoryQueues:
             stored.status = DEAD
             stored.message.last_error = error
 
+    async def park(self, message_id: str, until_ms: int, error: str) -> None:
+        """Set an in-flight message aside until `unpark` or `until_ms`; the delivery is not counted."""
+        stored = self._find(message_id)
+        if stored is not None:
+            stored.status = PARKED
+            stored.visible_at_ms = until_ms
+            stored.message.attempts -= 1
+            stored.message.last_error = error
+
+    def _parked_for(self, namespace: str, function_id: str) -> list[_StoredMessage]:
+        return [
+            stored
+            for messages in self._queues.values()
+            for stored in messages.values()
+            if stored.status == PARKED
+            and (stored.message.namespace, stored.message.function_id) == (namespace, function_id)
+        ]
+
+    async def unpark(self, namespace: str, function_id: str) -> list[str]:
+        """Make the messages parked for this function ready now; returns the queues they are in."""
+        queues: dict[str, None] = {}
+        for stored in self._parked_for(namespace, function_id):
+            stored.status = READY
+            stored.visible_at_ms = 0
+            queues[stored.message.queue] = None
+        return list(queues)
+
+    async def parked(self) -> dict[tuple[str, str], int]:
+        """Each (namespace, function_id) that has parked messages, with the earliest `until_ms` among them."""
+        earliest: dict[tuple[str, str], int] = {}
+        for messages in self._queues.values():
+            for stored in messages.values():
+                if stored.status == PARKED:
+                    key = (stored.message.namespace, stored.message.function_id)
+                    earliest[key] = min(earliest.get(key, stored.visible_at_ms), stored.visible_at_ms)
+        return earliest
+
+    async def expire_parked(self, namespace: str, function_id: str, now_ms: int, error: str) -> list[str]:
+        """Dead-letter this function's parked messages whose `until_ms` is past, with `error`; returns their queues."""
+        expired = [stored for stored in self._parked_for(namespace, function_id) if stored.visible_at_ms <= now_ms]
+        for stored in expired:
+            stored.status = DEAD
+            stored.message.last_error = error
+        return list(dict.fromkeys(stored.message.queue for stored in expired))
+
     async def recover(self) -> int:
         """Make every in-flight message ready again (after a crash or restart); returns how many."""
         count = 0
@@ -210,10 +256,10 @@ class MemoryQueues:
         return sorted(self._queues)
 
     async def stats(self, queue: str) -> dict[str, int]:
-        """`{ready, in_flight, dead}` counts."""
+        """`{ready, in_flight, dead}` counts; parked messages are waiting to be delivered, so count as ready."""
         counts = {READY: 0, IN_FLIGHT: 0, DEAD: 0}
         for stored in self._queues.get(queue, {}).values():
-            counts[stored.status] += 1
+            counts[READY if stored.status == PARKED else stored.status] += 1
         return counts
 
     async def dead_letters(self, queue: str, offset: int = 0, limit: int = 50) -> list[QueueMessage]:

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from .base import Entry, QueueMessage, RevisionConflict, StateChange, StateWatcher, Storage
-from .memory import DEAD, IN_FLIGHT, READY, LocalPubSub, StateWatchers
+from .memory import DEAD, IN_FLIGHT, PARKED, READY, LocalPubSub, StateWatchers
 
 DB_FILE = "teamster.db"
 SCHEMA_VERSION = 1
@@ -262,9 +262,10 @@ class SqliteQueues:
         rows: list[tuple[Any, ...]]
         with _transaction(self._conn):
             if fifo:
-                # Only the oldest live message may go: not when an older one is in flight or it is invisible.
-                ready, in_flight = self._oldest(queue, READY), self._oldest(queue, IN_FLIGHT)
-                if ready is None or (in_flight is not None and in_flight[0] < ready[0]) or ready[1] > now_ms:
+                # Only the oldest live message may go: not when an older one is in flight or parked, or it is invisible.
+                ready = self._oldest(queue, READY)
+                ahead = (self._oldest(queue, status) for status in (IN_FLIGHT, PARKED))
+                if ready is None or ready[1] > now_ms or any(row is not None and row[0] < ready[0] for row in ahead):
                     rows = []
                 else:
                     rows = [ready]
@@ -300,6 +301,41 @@ class SqliteQueues:
             "UPDATE queue_messages SET status = ?, last_error = ? WHERE id = ?", (DEAD, error, message_id)
         )
 
+    async def park(self, message_id: str, until_ms: int, error: str) -> None:
+        """Set an in-flight message aside until `unpark` or `until_ms`; the delivery is not counted."""
+        self._conn.execute(
+            "UPDATE queue_messages SET status = ?, visible_at_ms = ?, attempts = attempts - 1, last_error = ?"
+            " WHERE id = ?",
+            (PARKED, until_ms, error, message_id),
+        )
+
+    async def unpark(self, namespace: str, function_id: str) -> list[str]:
+        """Make the messages parked for this function ready now; returns the queues they are in."""
+        rows = self._conn.execute(
+            "UPDATE queue_messages SET status = ?, visible_at_ms = 0"
+            " WHERE status = ? AND namespace = ? AND function_id = ? RETURNING queue",
+            (READY, PARKED, namespace, function_id),
+        ).fetchall()
+        return list(dict.fromkeys(queue for (queue,) in rows))
+
+    async def parked(self) -> dict[tuple[str, str], int]:
+        """Each (namespace, function_id) that has parked messages, with the earliest `until_ms` among them."""
+        rows = self._conn.execute(
+            "SELECT namespace, function_id, MIN(visible_at_ms) FROM queue_messages WHERE status = ?"
+            " GROUP BY namespace, function_id",
+            (PARKED,),
+        )
+        return {(namespace, function_id): until for namespace, function_id, until in rows}
+
+    async def expire_parked(self, namespace: str, function_id: str, now_ms: int, error: str) -> list[str]:
+        """Dead-letter this function's parked messages whose `until_ms` is past, with `error`; returns their queues."""
+        rows = self._conn.execute(
+            "UPDATE queue_messages SET status = ?, last_error = ?"
+            " WHERE status = ? AND namespace = ? AND function_id = ? AND visible_at_ms <= ? RETURNING queue",
+            (DEAD, error, PARKED, namespace, function_id, now_ms),
+        ).fetchall()
+        return list(dict.fromkeys(queue for (queue,) in rows))
+
     async def recover(self) -> int:
         """Make every in-flight message ready again (after a crash or restart); returns how many."""
         cursor = self._conn.execute("UPDATE queue_messages SET status = ? WHERE status = ?", (READY, IN_FLIGHT))
@@ -310,12 +346,13 @@ class SqliteQueues:
         return [queue for (queue,) in self._conn.execute("SELECT DISTINCT queue FROM queue_messages ORDER BY queue")]
 
     async def stats(self, queue: str) -> dict[str, int]:
-        """`{ready, in_flight, dead}` counts."""
+        """`{ready, in_flight, dead}` counts; parked messages are waiting to be delivered, so count as ready."""
         counts = {READY: 0, IN_FLIGHT: 0, DEAD: 0}
         rows = self._conn.execute(
             "SELECT status, COUNT(*) FROM queue_messages WHERE queue = ? GROUP BY status", (queue,)
         )
-        counts.update(rows)
+        for status, count in rows:
+            counts[READY if status == PARKED else status] += count
         return counts
 
     async def dead_letters(self, queue: str, offset: int = 0, limit: int = 50) -> list[QueueMessage]:

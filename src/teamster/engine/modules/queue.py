@@ -6,6 +6,15 @@ queue `__durable::<topic>::<function_id>`, which takes its binding's `queue_conf
 
 Delivery is at least once: a message is acked only after its handler succeeded, and messages in
 flight when the engine stopped or died are delivered again on the next start.
+
+A message whose function has no live owner when it is delivered (`function_not_found`: its worker
+is restarting, or not up yet) is not a failed delivery. It is parked, uncounted, until a worker
+registers the function again (or a durable subscriber binds it again), and is delivered at once
+then; only a function still missing after `wait_for_function_ms` (default one hour, per queue or for
+the module) sends it to the dead-letter queue. A worker restart therefore never costs a message,
+whatever the retry and backoff settings. iii's queue only says to retry failures and then
+dead-letter them; it does not tell a missing worker from a failing handler, and a step of a turn
+lost to a restarting worker is the harm this avoids, so every queue waits.
 """
 
 from __future__ import annotations
@@ -15,12 +24,14 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from teamster.engine.builtin import BindingSet, Input, Module, parse
-from teamster.engine.registry import Invocation
+from teamster.engine.registry import FunctionEntry, Invocation
+from teamster.engine.triggers import Binding
 from teamster.protocol import InvocationError
 from teamster.protocol import errors as codes
 from teamster.storage import QueueAdapter, QueueMessage
@@ -48,6 +59,7 @@ class QueueConfig(BaseModel):
     message_group_field: str | None = None
     backoff_ms: int = Field(default=1000, ge=0)
     poll_interval_ms: int = Field(default=100, ge=1)
+    wait_for_function_ms: int | None = Field(default=None, ge=0)  # None: the module's wait_for_function_ms
 
     def backoff(self, attempts: int) -> int:
         """Milliseconds to wait after failed attempt number `attempts` (from 1): backoff_ms·2^(attempts−1)."""
@@ -55,6 +67,7 @@ class QueueConfig(BaseModel):
 
 
 DEFAULT_QUEUE = QueueConfig()
+HOUR_MS = 3_600_000
 
 
 class QueueModuleConfig(BaseModel):
@@ -63,6 +76,8 @@ class QueueModuleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     queue_configs: dict[str, QueueConfig] = Field(default_factory=dict)
+    # How long a message waits for its function to be registered before it is dead-lettered.
+    wait_for_function_ms: int = Field(default=HOUR_MS, ge=0)
 
     @model_validator(mode="after")
     def _fifo_needs_group(self) -> QueueModuleConfig:
@@ -111,6 +126,18 @@ class Publish(TopicRef):
     data: Any = None
 
 
+class _Subscribers(BindingSet[SubscriberConfig]):
+    """The `durable:subscriber` bindings; a new one may be what a parked message waits for."""
+
+    def __init__(self, available: Callable[[str, str], None]) -> None:
+        super().__init__(SubscriberConfig)
+        self._available = available
+
+    async def register(self, binding: Binding) -> None:
+        await super().register(binding)
+        self._available(binding.namespace, binding.function_id)
+
+
 class QueueModule(Module):
     """Stores enqueued and published messages and runs one consumer per queue."""
 
@@ -121,7 +148,11 @@ class QueueModule(Module):
     async def start(self) -> None:
         engine = self.engine
         self._consumers: dict[str, _Consumer] = {}
-        self._subscribers = BindingSet(SubscriberConfig)
+        self._subscribers = _Subscribers(self._available)
+        # (namespace, function_id) -> the earliest horizon of the messages parked for it.
+        self._parked: dict[tuple[str, str], int] = {}
+        self._arrived: set[tuple[str, str]] = set()  # parked targets registered since the attendant last looked
+        self._attend = asyncio.Event()
         for function_id, handler, description in (
             ("iii::queue::redrive", self._redrive, "Move a queue's dead-lettered messages back to ready"),
             ("iii::queue::redrive_message", self._redrive_message, "Move one dead-lettered message back to ready"),
@@ -140,13 +171,23 @@ class QueueModule(Module):
         recovered = await self.queues.recover()
         if recovered:
             log.info("iii-queue: %d messages in flight at the last stop will be delivered again", recovered)
+        self._parked = await self.queues.parked()
+        if self._parked:
+            log.info("iii-queue: messages parked at the last stop wait for %d functions", len(self._parked))
+        self._unwatch = engine.functions.watch(self._registered)
+        for namespace, function_id in self._parked:
+            if engine.functions.get(namespace, function_id) is not None:  # registered before the watch began
+                self._available(namespace, function_id)
+        self._attendant = asyncio.create_task(self._attend_parked())
         for queue in await self.queues.queues():
             self._wake(queue)
 
     async def stop(self) -> None:
         self.engine.router.enqueuer = None
+        self._unwatch()
+        self._attendant.cancel()
         consumers, self._consumers = list(self._consumers.values()), {}
-        await asyncio.gather(*(consumer.stop() for consumer in consumers))
+        await asyncio.gather(self._attendant, *(consumer.stop() for consumer in consumers), return_exceptions=True)
 
     @property
     def queues(self) -> QueueAdapter:
@@ -162,6 +203,11 @@ class QueueModule(Module):
         if subscription is not None and subscription.queue_config is not None:
             return subscription.queue_config
         return DEFAULT_QUEUE
+
+    def horizon(self, queue: str) -> int:
+        """How long a message of `queue` waits for its function: the queue's own setting, else the module's."""
+        own = self.settings(queue).wait_for_function_ms
+        return self.config.wait_for_function_ms if own is None else own
 
     async def run(self, message: QueueMessage) -> None:
         """Deliver one message; raises when the delivery failed (a durable condition of false succeeds)."""
@@ -180,6 +226,25 @@ class QueueModule(Module):
             traceparent=message.traceparent,
             baggage=message.baggage,
         )
+
+    def unowned(self, message: QueueMessage, exc: Exception) -> bool:
+        """Whether a delivery failed only because nothing serves the message: the engine found no
+        function (or no durable subscriber) for it. A worker's own `function_not_found` is a failure."""
+        if not isinstance(exc, InvocationError) or exc.code != codes.FUNCTION_NOT_FOUND:
+            return False
+        return self._missing(message)
+
+    async def park(self, message: QueueMessage, error: str) -> None:
+        """Set an undeliverable message aside, uncounted, until its function is back or its horizon passes."""
+        horizon = self.horizon(message.queue)
+        until = now_ms() + horizon
+        await self.queues.park(message.id, until, error)
+        key = (message.namespace, message.function_id)
+        self._parked[key] = min(until, self._parked.get(key, until))
+        log.info("iii-queue: %s waits up to %d ms for %s: %s", message.id, horizon, message.function_id, error)
+        if not self._missing(message):  # registered while this delivery was failing: no notice will come
+            self._available(*key)
+        self._attend.set()
 
     # ---- enqueue and publish ------------------------------------------------------------------
 
@@ -283,6 +348,63 @@ class QueueModule(Module):
             ]
         }
 
+    # ---- parked messages ----------------------------------------------------------------------
+
+    def _registered(self, entry: FunctionEntry) -> None:
+        self._available(entry.namespace, entry.id)
+
+    def _available(self, namespace: str, function_id: str) -> None:
+        """A function or durable subscriber was registered: have the attendant free what waits for it."""
+        key = (namespace, function_id)
+        if key in self._parked:
+            self._arrived.add(key)
+            self._attend.set()
+
+    async def _attend_parked(self) -> None:
+        """Unpark messages whose function came back; dead-letter those still waiting past their horizon.
+        It sleeps until the next horizon or the next registration of a parked function: no polling."""
+        while True:
+            self._attend.clear()
+            arrived, self._arrived = self._arrived, set()
+            try:
+                await self._unpark(arrived)
+                await self._expire(now_ms())
+            except Exception:  # a storage hiccup must not strand parked messages for good: look again soon
+                log.exception("iii-queue: attending to parked messages failed")
+                self._arrived |= arrived
+                timeout: float | None = 1.0
+            else:
+                timeout = (min(self._parked.values()) - now_ms()) / 1000 if self._parked else None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._attend.wait()
+
+    async def _unpark(self, arrived: set[tuple[str, str]]) -> None:
+        for key in arrived:
+            if key in self._parked:
+                for queue in await self.queues.unpark(*key):
+                    self._wake(queue)
+                del self._parked[key]
+
+    async def _expire(self, now: int) -> None:
+        due = [key for key, until in self._parked.items() if until <= now]
+        for namespace, function_id in due:
+            reason = (
+                f"{codes.FUNCTION_NOT_FOUND}: no worker registered {function_id} in namespace {namespace}"
+                " within wait_for_function_ms"
+            )
+            for queue in await self.queues.expire_parked(namespace, function_id, now, reason):
+                log.warning("iii-queue: dead-lettered in %s: %s", queue, reason)
+                self._wake(queue)  # in a fifo queue the messages behind it may go now
+        if due:  # later horizons of the same functions are still parked
+            self._parked = await self.queues.parked()
+
+    def _missing(self, message: QueueMessage) -> bool:
+        """No live owner serves the message: its function is not registered, or no durable subscriber feeds it."""
+        if self.engine.functions.get(message.namespace, message.function_id) is None:
+            return True
+        return message.queue.startswith(DURABLE_PREFIX) and self._subscription(message.queue) is None
+
     # ---- internals ----------------------------------------------------------------------------
 
     def _wake(self, queue: str) -> None:
@@ -353,7 +475,9 @@ class _Consumer:
             await self._module.run(message)
         except Exception as exc:
             error = str(exc)
-            if message.attempts > config.max_retries:
+            if self._module.unowned(message, exc):
+                await self._module.park(message, error)
+            elif message.attempts > config.max_retries:
                 log.warning("iii-queue: %s dead-lettered after %d attempts: %s", message.id, message.attempts, error)
                 await queues.dead_letter(message.id, error)
             else:
