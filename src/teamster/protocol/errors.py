@@ -20,6 +20,8 @@ FUNCTION_NAMESPACE_CONFLICT = "FUNCTION_NAMESPACE_CONFLICT"
 WORKER_NAMESPACE_CONFLICT = "WORKER_NAMESPACE_CONFLICT"
 TIMEOUT = "TIMEOUT"
 PAYLOAD_TOO_LARGE = "payload_too_large"
+# teamster's own: a frame nested deeper than the engine decodes (protocol.limits.MAX_FRAME_DEPTH).
+PAYLOAD_TOO_DEEP = "payload_too_deep"
 
 
 class ProtocolError(Exception):

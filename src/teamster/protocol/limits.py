@@ -14,6 +14,10 @@ from typing import Any
 
 MAX_JSON_DEPTH = 512
 
+# The deepest frame the engine decodes: orjson's fixed limit (msgspec hands it what passes the
+# recursion limit). A deeper `invokefunction` or `invocationresult` is answered with PAYLOAD_TOO_DEEP.
+MAX_FRAME_DEPTH = 1024
+
 
 def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether `value` (decoded JSON: dicts, lists, scalars) nests more than `limit` containers deep.

@@ -16,7 +16,7 @@ from teamster.engine.config import DEFAULT_WS_PORT
 from teamster.engine.connection import WsConnection
 from teamster.engine.listener import listen
 from teamster.engine.rbac import AUTH_ERROR, AuthError, RbacConfig, Session, open_session
-from teamster.protocol import Error, ProtocolError, decode, encode
+from teamster.protocol import Error, ProtocolError, decode, encode, stand_in
 
 log = logging.getLogger("teamster.engine")
 
@@ -88,13 +88,24 @@ class WorkerManager(Module):
                 try:
                     msg = decode(raw)
                 except ProtocolError as exc:
-                    log.debug("dropped frame from %s: %s", conn.worker_id, exc)
+                    self._refused(conn, raw, exc)
                     continue
                 if not engine.route(conn, msg):
                     await engine.settle(conn, msg)
         finally:
             await engine.disconnect(conn)
         return ws
+
+    def _refused(self, conn: WsConnection, raw: str | bytes, exc: ProtocolError) -> None:
+        """A frame that did not decode: the caller waiting on it gets the error at once (the sender of
+        a call, or the caller of the call whose result it was); any other frame is dropped."""
+        refusal = stand_in(raw, exc)
+        if refusal is None:
+            log.debug("dropped frame from %s: %s", conn.worker_id, exc)
+        elif refusal[0] == "invokefunction":
+            conn.answer(refusal[1])
+        else:
+            self.engine.router.resolve(refusal[1])
 
     async def _otel(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, compress=False)
