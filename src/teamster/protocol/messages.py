@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import types
 import typing
@@ -14,6 +13,7 @@ import orjson
 
 from teamster.protocol import errors as codes
 from teamster.protocol.errors import ProtocolError
+from teamster.protocol.jsontext import beyond_orjson
 from teamster.protocol.limits import MAX_FRAME_DEPTH
 
 JSON = Any
@@ -300,20 +300,13 @@ def to_dict(msg: Message) -> dict[str, Any]:
     return out
 
 
-# What orjson refuses that JSON can carry: over 254 levels of nesting (a long session tree, say), and
-# integers past 64 bits (decoded exactly, so forwarded exactly).
-_ORJSON_LIMITS = ("Recursion limit reached", "Integer exceeds 64-bit range")
-
-
 def encode(msg: Message) -> bytes:
     """JSON bytes; a value JSON cannot carry (a set, say) raises ProtocolError."""
     frame = to_dict(msg)
     try:
         return orjson.dumps(frame)
-    except TypeError as exc:
-        if str(exc) in _ORJSON_LIMITS:
-            try:
-                return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-            except (TypeError, ValueError, RecursionError) as deep:
-                exc = TypeError(str(deep))
-        raise ProtocolError("unencodable", f"{msg.type} is not JSON-encodable: {exc}") from None
+    except TypeError as refusal:
+        try:
+            return beyond_orjson(frame, refusal)
+        except TypeError as exc:
+            raise ProtocolError("unencodable", f"{msg.type} is not JSON-encodable: {exc}") from None

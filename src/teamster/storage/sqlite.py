@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from teamster.protocol.jsontext import dumps
+
 from .base import Entry, QueueMessage, RevisionConflict, StateChange, StateWatcher, Storage
 from .memory import DEAD, IN_FLIGHT, READY, LocalPubSub, StateWatchers
 
@@ -138,7 +140,7 @@ class SqliteState:
 
     async def put(self, scope: str, key: str, value: Any, *, revision: int | None = None) -> Entry:
         """Store `value`; with `revision`, only if the stored revision still equals it (0 = absent)."""
-        encoded = orjson.dumps(value)
+        encoded = dumps(value)
         if revision is None:
             with _transaction(self._conn):
                 current = self._read(scope, key)
@@ -231,7 +233,7 @@ class SqliteQueues:
                     message.id,
                     message.queue,
                     message.function_id,
-                    orjson.dumps(message.data),
+                    dumps(message.data),
                     message.namespace,
                     message.attempts,
                     message.group,
@@ -360,7 +362,7 @@ class SqliteStreams:
 
     async def set(self, stream: str, group: str, item: str, data: Any) -> Any | None:
         """Store and return the previous value."""
-        encoded = orjson.dumps(data)
+        encoded = dumps(data)
         # No transaction: nothing here awaits, so only another process writing this very item between the two
         # statements could make `previous` stale, and stream items have a single writer each.
         previous = self._read(stream, group, item)
