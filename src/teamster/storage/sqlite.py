@@ -25,6 +25,7 @@ from teamster.protocol.jsontext import dumps
 
 from .base import Entry, QueueMessage, RevisionConflict, StateChange, StateWatcher, Storage
 from .memory import DEAD, IN_FLIGHT, READY, LocalPubSub, StateWatchers
+from .private import private_dir, private_file, tighten
 
 DB_FILE = "teamster.db"
 SCHEMA_VERSION = 1
@@ -429,12 +430,19 @@ class SqliteLocks:
 
 
 def open_sqlite(data_dir: Path) -> Storage:
-    """Storage in one file, `<data_dir>/teamster.db`, creating the directory and schema as needed.
+    """Storage in one file, `<data_dir>/teamster.db`, creating the directory and schema as needed;
+    the directory is made 0700 and the files 0600 (see `private`).
 
     Waits up to BUSY_TIMEOUT_S for an engine that is closing the file; StorageInUse after that.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    conn = _connect(data_dir / DB_FILE)
+    private_dir(data_dir)
+    path = data_dir / DB_FILE
+    # SQLite gives the -wal and -shm files it creates the database file's mode; ones left by an
+    # older teamster are reused as they are, so they are tightened too.
+    private_file(path)
+    for leftover in ("-wal", "-shm"):
+        tighten(path.with_name(path.name + leftover))
+    conn = _connect(path)
 
     async def close() -> None:
         conn.close()
