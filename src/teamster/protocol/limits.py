@@ -64,7 +64,10 @@ def check_stored(value: Any, max_bytes: int | None, setting: str, function_id: s
             raise InvocationError(
                 codes.VALUE_TOO_DEEP, f"value nests deeper than {MAX_JSON_DEPTH} levels", function_id=function_id
             ) from None
-        size = len(beyond_orjson(value, refusal))
+        try:
+            size = len(beyond_orjson(value, refusal))
+        except TypeError:
+            return  # not JSON at all (an in-process caller's set, say): what stores or sends it refuses it
     if max_bytes is not None and size > max_bytes:
         raise InvocationError(
             codes.VALUE_TOO_LARGE, f"value is {size} bytes; {setting} is {max_bytes}", function_id=function_id
