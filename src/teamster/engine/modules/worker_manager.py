@@ -98,13 +98,13 @@ class WorkerManager(Module):
 
     def _refused(self, conn: WsConnection, raw: str | bytes, exc: ProtocolError) -> None:
         """A frame that did not decode: the caller waiting on it gets the error at once (the sender of
-        a call, or the caller of the call whose result it was); any other frame is dropped."""
+        a call, or the caller of a call out to this worker whose result it was); others are dropped."""
         refusal = stand_in(raw, exc)
         if refusal is None:
             log.debug("dropped frame from %s: %s", conn.worker_id, exc)
         elif refusal[0] == "invokefunction":
             conn.answer(refusal[1])
-        else:
+        elif (pending := self.engine.router.pending.get(refusal[1].invocation_id)) and pending[1] is conn:
             self.engine.router.resolve(refusal[1])
 
     async def _otel(self, request: web.Request) -> web.StreamResponse:
