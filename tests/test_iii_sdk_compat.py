@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -232,3 +233,27 @@ async def test_a_tokened_engine_takes_the_iii_sdk_with_its_token(
 async def _listed(worker: Worker, function_id: str) -> bool:
     listing = await worker.trigger("engine::functions::list", {"prefix": function_id})
     return any(row["function_id"] == function_id for row in listing["functions"])
+
+
+@pytest.fixture
+def deep_encoding() -> Iterator[None]:
+    """Room for both SDKs' JSON encoders (the standard library's, past orjson) to write a 1,100-deep payload."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)
+    yield
+    sys.setrecursionlimit(limit)
+
+
+async def test_a_call_too_deep_for_the_engine_fails_at_once_in_both_sdks(
+    iii_client: III, teamster_worker: Worker, deep_encoding: None
+) -> None:
+    deep: list[Any] = []
+    for _ in range(1100):
+        deep = [deep]
+    with pytest.raises(IIIInvocationError) as iii_caught:
+        await iii_client.trigger_async({"function_id": "state::get", "payload": {"tree": deep}})
+    assert iii_caught.value.code == "payload_too_deep"
+    with pytest.raises(InvocationError) as caught:
+        await teamster_worker.trigger("state::get", {"tree": deep}, timeout=5)
+    assert caught.value.code == "payload_too_deep"
+    assert "1024 levels" in caught.value.message

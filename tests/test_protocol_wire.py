@@ -30,12 +30,71 @@ async def test_bad_frames_get_no_reply_and_change_nothing(ws_url: str, engine: E
         await peer.send({"type": "no-such-type", "id": "x"})
         await peer.send({"type": "registerfunction"})  # missing id
         await peer.send({"type": "registerfunction", "id": 42})  # id of the wrong type
-        await peer.send({"type": "invokefunction", "invocation_id": "i"})  # missing function_id
+        await peer.send({"type": "invokefunction"})  # missing function_id, and no invocation id to answer
         await peer.nothing()
         assert [e.id for e in engine.functions.all() if e.owner is not None] == []
         # …and the connection still routes calls.
         reply = await peer.call("engine::health::check", {})
         assert reply["result"]["status"] == "healthy"
+
+
+def nested(depth: int) -> str:
+    """JSON text of arrays nested `depth` deep."""
+    return "[" * depth + "]" * depth
+
+
+TOO_DEEP = nested(1100)  # past the 1,024 levels the engine decodes
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        # the teamster SDK's field order, and the official iii-sdk's (data before the invocation id),
+        # with a decoy invocation id nested in the payload
+        '{"type":"invokefunction","function_id":"state::get","invocation_id":"deep-1","data":DEEP}',
+        '{"type":"invokefunction","function_id":"state::get","data":{"invocation_id":"decoy","x":DEEP},'
+        '"invocation_id":"deep-1"}',
+    ],
+    ids=["id-first", "data-first-with-decoy"],
+)
+async def test_a_call_too_deep_to_decode_is_answered_and_the_engine_serves_on(ws_url: str, frame: str) -> None:
+    async with RawPeer(ws_url) as peer, RawPeer(ws_url) as other:
+        await peer.send_raw(frame.replace("DEEP", TOO_DEEP))
+        reply = await peer.recv_type("invocationresult")
+        assert reply["invocation_id"] == "deep-1"
+        assert reply["function_id"] == "state::get"
+        assert reply["error"]["code"] == "payload_too_deep"
+        assert "1024 levels" in reply["error"]["message"]
+        assert (await other.call("engine::health::check", {}))["result"]["status"] == "healthy"
+        assert (await peer.call("engine::health::check", {}))["result"]["status"] == "healthy"
+
+
+async def test_an_undecodable_call_with_an_invocation_id_is_answered(ws_url: str) -> None:
+    async with RawPeer(ws_url) as peer:
+        await peer.send({"type": "invokefunction", "invocation_id": "i"})  # missing function_id
+        reply = await peer.recv_type("invocationresult")
+    assert reply["invocation_id"] == "i"
+    assert reply["error"]["code"] == "deserialization_error"
+    assert "function_id" in reply["error"]["message"]
+
+
+async def test_a_result_too_deep_to_decode_fails_the_call_instead_of_leaving_it_waiting(
+    ws_url: str, engine: Engine, connect: Any
+) -> None:
+    async with RawPeer(ws_url) as executor:
+        await executor.name("exec")
+        await executor.send({"type": "registerfunction", "id": "raw::deep"})
+        caller = await connect(Worker("caller"))
+        await eventually(lambda: engine.functions.get("default", "raw::deep") is not None)
+        call = asyncio.ensure_future(caller.trigger("raw::deep", {}, timeout=10))
+        invocation = await executor.recv_type("invokefunction")
+        await executor.send_raw(
+            f'{{"type":"invocationresult","invocation_id":"{invocation["invocation_id"]}","result":{TOO_DEEP}}}'
+        )
+        with pytest.raises(InvocationError) as caught:
+            await call
+    assert caught.value.code == "payload_too_deep"
+    assert "could not decode the result" in caught.value.message
 
 
 async def test_unknown_function(ws_url: str) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
@@ -259,6 +260,46 @@ async def test_max_value_bytes() -> None:
             await w.trigger("state::update", {"scope": "s", "key": "k", "ops": [{"type": "append", "value": "x" * 16}]})
         assert caught.value.code == "VALUE_TOO_LARGE"
         assert await w.trigger("state::get", {"scope": "s", "key": "k"}) == "short"
+
+
+def nested(depth: int) -> Any:
+    """A value of lists nested `depth` deep."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+FIVE_MIB = "x" * (5 * 1024 * 1024)
+
+
+async def test_a_value_over_the_default_cap_is_refused_and_changes_nothing(connect: Connect) -> None:
+    w = await connect(Worker("client"))
+    await w.trigger("state::set", {"scope": "s", "key": "k", "value": "short"})
+    with pytest.raises(InvocationError) as caught:
+        await w.trigger("state::set", {"scope": "s", "key": "k", "value": FIVE_MIB})
+    assert caught.value.code == "VALUE_TOO_LARGE"
+    assert caught.value.message == f"value is {len(FIVE_MIB) + 2} bytes; max_value_bytes is 4194304"
+    with pytest.raises(InvocationError) as caught:  # an update whose result would be over the cap
+        await w.trigger("state::update", {"scope": "s", "key": "k", "ops": [{"type": "append", "value": FIVE_MIB}]})
+    assert caught.value.code == "VALUE_TOO_LARGE"
+    assert await w.trigger("state::get", {"scope": "s", "key": "k"}) == "short"
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+async def test_a_value_nested_past_512_levels_is_refused_one_within_them_is_kept(
+    storage: Literal["memory", "sqlite"], tmp_path: Path
+) -> None:
+    async with running(Worker("client"), engine_config(storage, tmp_path)) as w:
+        await w.trigger("state::set", {"scope": "s", "key": "k", "value": "short"})
+        with pytest.raises(InvocationError) as caught:
+            await w.trigger("state::set", {"scope": "s", "key": "k", "value": nested(600)})
+        assert caught.value.code == "VALUE_TOO_DEEP"
+        assert "512 levels" in caught.value.message
+        assert await w.trigger("state::get", {"scope": "s", "key": "k"}) == "short"
+        # Deeper than orjson writes (254 levels), within the cap: stored and read back whole.
+        await w.trigger("state::set", {"scope": "s", "key": "k", "value": nested(500)})
+        assert await w.trigger("state::get", {"scope": "s", "key": "k"}) == nested(500)
 
 
 async def test_triggers_disabled() -> None:

@@ -158,3 +158,38 @@ async def test_trigger_without_stream_name_is_refused(engine: Engine, connect: C
     await connect(w)
     await w.trigger("stream::list_all", {})  # registrations ahead of this call have been applied
     assert binding_id not in engine.triggers.bindings
+
+
+FIVE_MIB = "x" * (5 * 1024 * 1024)
+
+
+async def test_an_item_or_event_over_the_cap_is_refused_and_changes_nothing(connect: Connect) -> None:
+    w = await connect(Worker("client"))
+    events = recorder(w, "on_item")
+    w.register_trigger("stream", "on_item", {"stream_name": "chat"})
+    await w.trigger("stream::set", {**item("a"), "data": "short"})
+    await received(events, 1)
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("stream::set", {**item("a"), "data": FIVE_MIB}),
+        ("stream::update", {**item("a"), "ops": [{"type": "append", "value": FIVE_MIB}]}),
+        ("stream::send", {"stream_name": "chat", "group_id": "g1", "type": "big", "data": FIVE_MIB}),
+    ]
+    for function_id, payload in calls:
+        with pytest.raises(InvocationError) as caught:
+            await w.trigger(function_id, payload)
+        assert caught.value.code == "VALUE_TOO_LARGE"
+        assert "max_value_bytes is 4194304" in caught.value.message
+    nest: Any = []
+    for _ in range(600):
+        nest = [nest]
+    with pytest.raises(InvocationError) as caught:
+        await w.trigger("stream::set", {**item("a"), "data": nest})
+    assert caught.value.code == "VALUE_TOO_DEEP"
+    assert await w.trigger("stream::get", item("a")) == "short"
+    await w.trigger("stream::set", {**item("b"), "data": "after"})  # the trigger saw nothing in between
+    await received(events, 2)
+    assert [event["event"]["data"] for event in events] == ["short", "after"]
+
+
+async def received(calls: list[Any], count: int) -> None:
+    await eventually(lambda: len(calls) >= count)

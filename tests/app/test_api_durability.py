@@ -120,3 +120,24 @@ async def assert_closed(api: Api, run_id: str, seen: list[dict[str, Any]]) -> No
         assert [f.data for f in event_frames(await read_sse(response))] == page["events"]  # and then it closed
     decided = await api.post(f"/runs/{run_id}/approvals/{seen[-1]['call_id']}", {"decision": "allow"})
     assert (decided.status, decided.body["code"]) == (409, "run_finished")
+
+
+async def test_an_idempotency_key_holds_across_a_restart(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    args = ("--storage", "sqlite", "--data-dir", str(tmp_path / "data"))
+    body = {"pattern": "debate", "message": "Tabs or spaces?", "caps": {"debate_rounds": 1}}
+    key = {"idempotency-key": "order-42"}
+    first = await UpProcess(tmp_path, *args).start()
+    api = Api(http, first.url)
+    created = await api.post("/runs", body, headers=key)
+    assert created.status == 202
+    await api.finish(created.body["run_id"])
+    assert await first.stop(signal.SIGTERM) == 0, first.output
+
+    second = await UpProcess(tmp_path, *args).start()
+    try:
+        api = Api(http, second.url)
+        again = await api.post("/runs", body, headers=key)
+        assert (again.status, again.body) == (200, created.body)
+        assert (await api.get("/runs")).body["total"] == 1
+    finally:
+        await second.stop(signal.SIGTERM)

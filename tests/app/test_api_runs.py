@@ -318,3 +318,48 @@ async def test_a_runs_trace_holds_its_agents_spans_under_the_api_call(api: Api) 
 
 def _names(spans: list[dict[str, Any]]) -> list[str]:
     return [name for span in spans for name in [span["name"], *_names(span["children"])]]
+
+
+# ---- Idempotency-Key ------------------------------------------------------------------------------
+
+
+async def test_a_retry_with_the_same_idempotency_key_gets_the_same_run(api: Api) -> None:
+    key = {"idempotency-key": f"retry-{uuid.uuid4()}"}
+    body = {"pattern": "debate", "message": MESSAGE, "caps": {"debate_rounds": 1}}
+    runs_before = (await api.get("/runs")).body["total"]
+    first = await api.post("/runs", body, headers=key)
+    again = await api.post("/runs", body, headers=key)
+    assert (first.status, again.status) == (202, 200)
+    assert again.body == first.body
+    assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
+    assert (await api.get("/runs")).body["total"] == runs_before + 1
+    await api.finish(first.body["run_id"])
+    assert (await api.post("/runs", body, headers=key)).body == first.body  # and after it has finished
+
+
+async def test_concurrent_posts_with_one_idempotency_key_start_one_run(api: Api) -> None:
+    key = {"idempotency-key": f"burst-{uuid.uuid4()}"}
+    body = {"pattern": "debate", "message": MESSAGE, "caps": {"debate_rounds": 1}}
+    runs_before = (await api.get("/runs")).body["total"]
+    replies = await asyncio.gather(*(api.post("/runs", body, headers=key) for _ in range(10)))
+    assert sorted(reply.status for reply in replies) == [200] * 9 + [202]
+    assert len({reply.body["run_id"] for reply in replies}) == 1
+    assert (await api.get("/runs")).body["total"] == runs_before + 1
+    await api.finish(replies[0].body["run_id"])
+
+
+async def test_an_idempotency_key_reused_with_another_body_is_refused(api: Api) -> None:
+    key = {"idempotency-key": f"reused-{uuid.uuid4()}"}
+    body = {"pattern": "debate", "message": MESSAGE, "caps": {"debate_rounds": 1}}
+    first = await api.post("/runs", body, headers=key)
+    assert first.status == 202
+    before = await totals(api)
+    other = await api.post("/runs", {"pattern": "debate", "message": "Another question"}, headers=key)
+    assert other.status == 422
+    assert other.body["code"] == "idempotency_key_reused"
+    assert first.body["run_id"] in other.body["error"]
+    assert await totals(api) == before
+    blank = await api.post("/runs", VALID, headers={"idempotency-key": " "})
+    assert (blank.status, blank.body["code"]) == (400, "invalid_request")
+    assert blank.body["error"].startswith("Idempotency-Key: ")
+    await api.finish(first.body["run_id"])

@@ -175,3 +175,13 @@ async def test_bad_input_is_a_deserialization_error(
 ) -> None:
     error = await expect_bad_input(client, function_id, payload, field)
     assert SECRET[-8:] not in error.message
+
+
+async def test_the_directory_it_creates_is_its_owners_alone(client: Worker, path: Path) -> None:
+    previous = os.umask(0o022)  # under which a plain mkdir gives 0755
+    try:
+        credential = {"type": "api_key", "key": SECRET}
+        await client.trigger("auth::set_token", {"provider": "openai", "credential": credential})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700

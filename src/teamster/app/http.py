@@ -69,6 +69,8 @@ class Route:
     public: bool = False  # the engine serves it without the token: health and the playground's static files
     media: str = "application/json"
     streams: bool = False  # may answer with Server-Sent Events
+    header_params: tuple[tuple[str, str], ...] = ()  # (name, description) of optional request headers it reads
+    also: tuple[tuple[int, str], ...] = ()  # (status, description) of answers besides `status` and the usual errors
 
     @property
     def function_id(self) -> str:

@@ -59,12 +59,19 @@ def _operation(route: Route, refs: dict[type[BaseModel], Any]) -> dict[str, Any]
             {"name": name, "in": "query", "required": name in required, "schema": prop}
             for name, prop in schema.get("properties", {}).items()
         ]
+    params += [
+        {"name": name, "in": "header", "required": False, "description": text, "schema": {"type": "string"}}
+        for name, text in route.header_params
+    ]
     operation: dict[str, Any] = {"operationId": route.name.replace("::", "_"), "summary": route.summary}
     if params:
         operation["parameters"] = params
     if route.body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": refs[route.body]}}}
     operation["responses"] = {str(route.status): _success(route, refs), **_errors(route, refs)}
+    for status, text in route.also:
+        content = _success(route, refs)["content"] if status < 400 else _error_content(refs)
+        operation["responses"][str(status)] = {"description": text, "content": content}
     if not route.public:
         operation["security"] = [{"bearer": []}]
     return operation
@@ -83,7 +90,11 @@ def _success(route: Route, refs: dict[type[BaseModel], Any]) -> dict[str, Any]:
     return {"description": route.summary, "content": content}
 
 
+def _error_content(refs: dict[type[BaseModel], Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": refs[ErrorBody]}}
+
+
 def _errors(route: Route, refs: dict[type[BaseModel], Any]) -> dict[str, Any]:
-    error = {"application/json": {"schema": refs[ErrorBody]}}
+    error = _error_content(refs)
     wanted = ERRORS if not route.public else {"404": ERRORS["404"]}
     return {status: {"description": text, "content": error} for status, text in wanted.items()}

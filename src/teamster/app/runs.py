@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from teamster.app.errors import ApiError
+from teamster.app.idempotency import IdempotencyKeys
 from teamster.app.schemas import (
     ApprovalRow,
     Backend,
@@ -130,6 +131,7 @@ class RunManager:
         self.client = client
         self.credentials = credentials
         self.store = RunStore(worker)
+        self.keys = IdempotencyKeys(self.store)
         self.live: dict[str, LiveRun] = {}
 
     # ---- starting and ending -----------------------------------------------------------------

@@ -84,6 +84,15 @@ class RunRecord(BaseModel):
     budget_id: str | None = None
 
 
+class RunKey(BaseModel):
+    """An `Idempotency-Key` of `POST /runs`, stored in state scope `app_run_keys` under the key itself:
+    the run it started, and a fingerprint of the request body it came with."""
+
+    run_id: str
+    fingerprint: str
+    created_at: int
+
+
 class RunView(RunRecord):
     events_url: str
     pending_inputs: list[PendingInput] = Field(default_factory=list)

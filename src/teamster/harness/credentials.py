@@ -14,6 +14,7 @@ from teamster.harness.contracts import ApiKeyCredential, Credential
 from teamster.protocol import InvocationError
 from teamster.protocol.access import mark
 from teamster.sdk import Worker
+from teamster.storage.private import private_dir
 
 ENV_VARS: dict[str, str] = {
     "anthropic": "ANTHROPIC_API_KEY",
@@ -126,7 +127,7 @@ class CredentialStore:
             return True
 
     def _write(self, credentials: dict[str, Credential]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         # mkstemp creates the file with os.open(..., 0o600): the secrets are never readable by others, even briefly.
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         try:

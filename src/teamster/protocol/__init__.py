@@ -23,6 +23,7 @@ from teamster.protocol.messages import (
     encode,
     from_dict,
     from_json,
+    stand_in,
     to_dict,
 )
 
@@ -50,5 +51,6 @@ __all__ = [
     "encode",
     "from_dict",
     "from_json",
+    "stand_in",
     "to_dict",
 ]

@@ -20,6 +20,11 @@ FUNCTION_NAMESPACE_CONFLICT = "FUNCTION_NAMESPACE_CONFLICT"
 WORKER_NAMESPACE_CONFLICT = "WORKER_NAMESPACE_CONFLICT"
 TIMEOUT = "TIMEOUT"
 PAYLOAD_TOO_LARGE = "payload_too_large"
+# A value to store over its cap (iii-state's code, used by iii-stream too), or nested past MAX_JSON_DEPTH.
+VALUE_TOO_LARGE = "VALUE_TOO_LARGE"
+VALUE_TOO_DEEP = "VALUE_TOO_DEEP"
+# teamster's own: a frame nested deeper than the engine decodes (protocol.limits.MAX_FRAME_DEPTH).
+PAYLOAD_TOO_DEEP = "payload_too_deep"
 
 
 class ProtocolError(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -11,7 +11,10 @@ from typing import Any, ClassVar
 import msgspec
 import orjson
 
+from teamster.protocol import errors as codes
 from teamster.protocol.errors import ProtocolError
+from teamster.protocol.jsontext import beyond_orjson
+from teamster.protocol.limits import MAX_FRAME_DEPTH
 
 JSON = Any
 
@@ -195,6 +198,10 @@ def from_json(raw: str | bytes) -> Message:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            raise ProtocolError(
+                "too_deep", f"frame nests deeper than {MAX_FRAME_DEPTH} levels, the most the engine decodes"
+            ) from None
         raise ProtocolError("malformed_json", f"frame is not JSON: {exc}") from None
     return from_dict(obj)
 
@@ -221,6 +228,68 @@ def from_dict(obj: Any) -> Message:
     return msg
 
 
+# A string field that says who waits on a frame, found in the frame with its escaped quotes and
+# backslashes blanked out. In valid JSON a key follows `{` or `,` and every quote left is a string's
+# edge, so a match is a key at some depth, never text inside a string.
+_WAITER_FIELD = re.compile(rb'[{,]\s*"(type|invocation_id|function_id)"\s*:\s*("[^"]*")')
+# The search reads at most this much of a frame, and at most this many candidate fields, so that
+# its cost (C, but a little Python per string and per candidate) stays small on any frame. A
+# larger undecodable frame is dropped unanswered, as is any frame whose fields lie beyond these.
+STAND_IN_MAX_BYTES = 1024 * 1024
+_MAX_CANDIDATES = 1000
+
+
+def stand_in(raw: str | bytes, exc: ProtocolError) -> tuple[str, InvocationResult] | None:
+    """The refused frame's type and the failed result that stands for it, when someone waits on the
+    frame; None when no one does.
+
+    For an `invokefunction` with an invocation id it is the result its sender is owed; for an
+    `invocationresult`, the result the call's caller gets instead. Without it the caller would wait
+    for its own timeout, or for ever: the engine sets none. The fields are fished out of the raw
+    text, since the frame did not parse; this runs only on the error path.
+    """
+    if len(raw) > STAND_IN_MAX_BYTES:
+        return None
+    fields = _top_level_strings(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
+    kind, invocation_id = fields.get("type"), fields.get("invocation_id")
+    if invocation_id is None or kind not in ("invokefunction", "invocationresult"):
+        return None
+    code = codes.PAYLOAD_TOO_DEEP if exc.reason == "too_deep" else codes.DESERIALIZATION_ERROR
+    what = "call" if kind == "invokefunction" else "result"
+    return kind, InvocationResult(
+        invocation_id=invocation_id,
+        function_id=fields.get("function_id"),
+        error={"code": code, "message": f"the engine could not decode the {what}: {exc}"},
+    )
+
+
+def _top_level_strings(raw: bytes) -> dict[str, str]:
+    """`type`, `invocation_id` and `function_id` of a JSON object, where they are strings at its top level.
+
+    The depth of each candidate is counted from the previous one: the brackets between them outside
+    strings (every other piece between quotes), so the frame is read a few times, however deep it is.
+    """
+    # Same length as `raw`, so positions carry over; an escaped backslash goes first, as JSON pairs them.
+    blank = raw.replace(b"\\\\", b"__").replace(b'\\"', b"__")
+    found: dict[str, str] = {}
+    depth, start = 0, 0
+    for count, match in enumerate(_WAITER_FIELD.finditer(blank)):
+        if count == _MAX_CANDIDATES:
+            break
+        key_at = match.start(1) - 1
+        outside = b"".join(blank[start:key_at].split(b'"')[::2])
+        depth += outside.count(b"{") + outside.count(b"[") - outside.count(b"}") - outside.count(b"]")
+        start = key_at
+        name = match.group(1).decode()
+        if depth == 1 and name not in found:
+            try:
+                value = orjson.loads(raw[match.start(2) : match.end(2)])
+            except orjson.JSONDecodeError:
+                continue
+            found[name] = value
+    return found
+
+
 def to_dict(msg: Message) -> dict[str, Any]:
     """The wire form: `type` first, unset (None) fields left out, as the iii engine and SDKs do."""
     out: dict[str, Any] = {"type": msg.type}
@@ -231,20 +300,13 @@ def to_dict(msg: Message) -> dict[str, Any]:
     return out
 
 
-# What orjson refuses that JSON can carry: over 254 levels of nesting (a long session tree, say), and
-# integers past 64 bits (decoded exactly, so forwarded exactly).
-_ORJSON_LIMITS = ("Recursion limit reached", "Integer exceeds 64-bit range")
-
-
 def encode(msg: Message) -> bytes:
     """JSON bytes; a value JSON cannot carry (a set, say) raises ProtocolError."""
     frame = to_dict(msg)
     try:
         return orjson.dumps(frame)
-    except TypeError as exc:
-        if str(exc) in _ORJSON_LIMITS:
-            try:
-                return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-            except (TypeError, ValueError, RecursionError) as deep:
-                exc = TypeError(str(deep))
-        raise ProtocolError("unencodable", f"{msg.type} is not JSON-encodable: {exc}") from None
+    except TypeError as refusal:
+        try:
+            return beyond_orjson(frame, refusal)
+        except TypeError as exc:
+            raise ProtocolError("unencodable", f"{msg.type} is not JSON-encodable: {exc}") from None

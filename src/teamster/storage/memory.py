@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from teamster.protocol.jsontext import dumps
+
 from .base import (
     Entry,
     PubSubHandler,
@@ -81,7 +83,7 @@ class MemoryState:
 
     async def put(self, scope: str, key: str, value: Any, *, revision: int | None = None) -> Entry:
         """Store `value`; with `revision`, only if the stored revision still equals it (0 = absent)."""
-        encoded = orjson.dumps(value)
+        encoded = dumps(value)
         keys = self._scopes.get(scope, {})
         current = keys.get(key)
         current_revision = 0 if current is None else current.revision
@@ -152,7 +154,7 @@ class MemoryQueues:
         """Add `message` at the back of its queue; raises ValueError if its id is already queued."""
         if message.id in self._queue_of:
             raise ValueError(f"message {message.id} is already queued")
-        stored = _StoredMessage(replace(message, data=None), orjson.dumps(message.data), READY, visible_at_ms)
+        stored = _StoredMessage(replace(message, data=None), dumps(message.data), READY, visible_at_ms)
         self._queues.setdefault(message.queue, {})[message.id] = stored
         self._queue_of[message.id] = message.queue
 
@@ -299,7 +301,7 @@ class MemoryStreams:
 
     async def set(self, stream: str, group: str, item: str, data: Any) -> Any | None:
         """Store and return the previous value."""
-        encoded = orjson.dumps(data)
+        encoded = dumps(data)
         items = self._streams.setdefault(stream, {}).setdefault(group, {})
         previous = items.get(item)
         items[item] = encoded

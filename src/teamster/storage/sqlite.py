@@ -21,8 +21,11 @@ from typing import Any
 
 import orjson
 
+from teamster.protocol.jsontext import dumps
+
 from .base import Entry, QueueMessage, RevisionConflict, StateChange, StateWatcher, Storage
 from .memory import DEAD, IN_FLIGHT, PARKED, READY, LocalPubSub, StateWatchers
+from .private import private_dir, private_file, tighten
 
 DB_FILE = "teamster.db"
 SCHEMA_VERSION = 1
@@ -138,7 +141,7 @@ class SqliteState:
 
     async def put(self, scope: str, key: str, value: Any, *, revision: int | None = None) -> Entry:
         """Store `value`; with `revision`, only if the stored revision still equals it (0 = absent)."""
-        encoded = orjson.dumps(value)
+        encoded = dumps(value)
         if revision is None:
             with _transaction(self._conn):
                 current = self._read(scope, key)
@@ -231,7 +234,7 @@ class SqliteQueues:
                     message.id,
                     message.queue,
                     message.function_id,
-                    orjson.dumps(message.data),
+                    dumps(message.data),
                     message.namespace,
                     message.attempts,
                     message.group,
@@ -397,7 +400,7 @@ class SqliteStreams:
 
     async def set(self, stream: str, group: str, item: str, data: Any) -> Any | None:
         """Store and return the previous value."""
-        encoded = orjson.dumps(data)
+        encoded = dumps(data)
         # No transaction: nothing here awaits, so only another process writing this very item between the two
         # statements could make `previous` stale, and stream items have a single writer each.
         previous = self._read(stream, group, item)
@@ -464,12 +467,19 @@ class SqliteLocks:
 
 
 def open_sqlite(data_dir: Path) -> Storage:
-    """Storage in one file, `<data_dir>/teamster.db`, creating the directory and schema as needed.
+    """Storage in one file, `<data_dir>/teamster.db`, creating the directory and schema as needed;
+    the directory is made 0700 and the files 0600 (see `private`).
 
     Waits up to BUSY_TIMEOUT_S for an engine that is closing the file; StorageInUse after that.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    conn = _connect(data_dir / DB_FILE)
+    private_dir(data_dir)
+    path = data_dir / DB_FILE
+    # SQLite gives the -wal and -shm files it creates the database file's mode; ones left by an
+    # older teamster are reused as they are, so they are tightened too.
+    private_file(path)
+    for leftover in ("-wal", "-shm"):
+        tighten(path.with_name(path.name + leftover))
+    conn = _connect(path)
 
     async def close() -> None:
         conn.close()

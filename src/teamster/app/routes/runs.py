@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from teamster.app.context import App
 from teamster.app.errors import ApiError
 from teamster.app.http import Reply, Request, Route, sse_frame, stream_sse
+from teamster.app.idempotency import key_of
 from teamster.app.schemas import (
     Aborted,
     Answer,
@@ -32,10 +33,19 @@ def routes(app: App) -> list[Route]:
     async def create(req: Request) -> Reply:
         body: RunCreate = req.body
         ids = telemetry.current_ids()
-        live = await runs.start(body, trace_id=ids[0] if ids else None)
-        record = live.record
-        created = RunCreated(run_id=record.run_id, session_id=record.session_id, events_url=live.view().events_url)
-        return Reply(created, 202)
+        key = key_of(req.headers)
+
+        async def start() -> str:
+            live = await runs.start(body, trace_id=ids[0] if ids else None)
+            return live.record.run_id
+
+        if key is None:
+            run_id, replayed = await start(), False
+        else:
+            run_id, replayed = await runs.keys.once(key, body, start)
+        view = await runs.view(run_id)
+        created = RunCreated(run_id=run_id, session_id=view.session_id, events_url=view.events_url)
+        return Reply(created, 200, {"idempotent-replayed": "true"}) if replayed else Reply(created, 202)
 
     async def listing(req: Request) -> RunList:
         query: RunQuery = req.query
@@ -83,7 +93,25 @@ def routes(app: App) -> list[Route]:
 
     return [
         Route(
-            "POST", "runs", "runs::create", create, "Start a pattern run", body=RunCreate, reply=RunCreated, status=202
+            "POST",
+            "runs",
+            "runs::create",
+            create,
+            "Start a pattern run",
+            body=RunCreate,
+            reply=RunCreated,
+            status=202,
+            header_params=(
+                (
+                    "Idempotency-Key",
+                    "Up to 255 characters: a retry with the same key and body gets the same run (200), "
+                    "never a second one",
+                ),
+            ),
+            also=(
+                (200, "The run an earlier request with this Idempotency-Key and body started (Idempotent-Replayed)"),
+                (422, "idempotency_key_reused: the Idempotency-Key came with another body before"),
+            ),
         ),
         Route("GET", "runs", "runs::list", listing, "List runs, newest first", query=RunQuery, reply=RunList),
         Route("GET", "runs/:run_id", "runs::get", show, "A run's status", reply=RunView),

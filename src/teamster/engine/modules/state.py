@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-import orjson
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from teamster.engine.builtin import BindingSet, Input, Module, parse
 from teamster.engine.registry import Invocation
 from teamster.protocol import InvocationError
 from teamster.protocol import errors as codes
+from teamster.protocol.limits import MAX_VALUE_BYTES, check_stored
 from teamster.storage import Entry, StateChange, compare_and_set
 
 INTERNAL_PREFIX = "__"  # scopes the engine keeps for itself, such as durable trigger bindings
@@ -26,7 +26,7 @@ OpErrors = list[dict[str, Any]]
 class StateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_value_bytes: int | None = Field(default=None, ge=1)
+    max_value_bytes: int | None = Field(default=MAX_VALUE_BYTES, ge=1)  # null: no cap on size (depth still is)
     triggers_enabled: bool = True
 
 
@@ -137,19 +137,12 @@ class State(Module):
         def store(entry: Entry | None) -> Any:
             new, found = compute(MISSING if entry is None else entry.value)
             errors[:] = found  # from the attempt that is stored
-            self._check_size(new, function_id)
+            check_stored(new, self.config.max_value_bytes, "max_value_bytes", function_id)
             return new
 
         with storage_errors(code, function_id):
             replaced, new = await compare_and_set(self.engine.storage.state, req.scope, req.key, store)
         return (None if replaced is None else replaced.value), new, errors
-
-    def _check_size(self, value: Any, function_id: str) -> None:
-        limit = self.config.max_value_bytes
-        if limit is not None and (size := len(orjson.dumps(value))) > limit:
-            raise InvocationError(
-                "VALUE_TOO_LARGE", f"value is {size} bytes; max_value_bytes is {limit}", function_id=function_id
-            )
 
     def _changed(self, change: StateChange) -> None:
         if change.deleted:

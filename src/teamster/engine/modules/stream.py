@@ -14,6 +14,7 @@ from teamster.engine.modules.state import MISSING, UpdateOp, apply_ops, change_r
 from teamster.engine.modules.stream_ws import StreamSocket, stream_message
 from teamster.engine.registry import Invocation
 from teamster.protocol import InvocationError
+from teamster.protocol.limits import MAX_VALUE_BYTES, check_stored
 from teamster.storage import StreamAdapter
 
 
@@ -24,6 +25,7 @@ class StreamConfig(BaseModel):
     host: str = "127.0.0.1"
     auth_function: str | None = None  # called at each client's upgrade; grants the client's `context`
     adapter: Any = None  # accepted for iii config files; items always live in the engine's storage
+    max_value_bytes: int | None = Field(default=MAX_VALUE_BYTES, ge=1)  # an item or sent event; null: no size cap
 
 
 class Stream(Input):
@@ -115,6 +117,7 @@ class Streams(Module):
 
     async def _set(self, inv: Invocation) -> Any:
         req = parse(SetItem, inv.data, inv.function_id)
+        self._check(req.data, inv.function_id)
 
         async def store() -> dict[str, Any]:
             old = await self._store.set(req.stream_name, req.group_id, req.item_id, req.data)
@@ -174,6 +177,7 @@ class Streams(Module):
 
     async def _send(self, inv: Invocation) -> None:
         req = parse(Send, inv.data, inv.function_id)
+        self._check(req.data, inv.function_id)
         self._notify(req, req.id, {"type": "event", "event": {"type": req.type, "data": req.data}})
 
     async def _update(self, inv: Invocation) -> Any:
@@ -184,12 +188,16 @@ class Streams(Module):
         async def store() -> dict[str, Any]:
             old = await self._store.get(req.stream_name, req.group_id, req.item_id)
             new, errors = apply_ops(req.ops, MISSING if old is None else old)
+            self._check(new, inv.function_id)
             await self._store.set(req.stream_name, req.group_id, req.item_id, new)
             return change_result(old, new, errors)
 
         result = await self._run("update", req, "STREAM_UPDATE_ERROR", store)
         self._notify_change(req, result, inv.function_id)
         return result
+
+    def _check(self, value: Any, function_id: str) -> None:
+        check_stored(value, self.config.max_value_bytes, "max_value_bytes", function_id)
 
     async def _run(self, op: str, req: Stream, code: str, builtin: Callable[[], Awaitable[Any]]) -> Any:
         """Hand the call to the custom stream `stream::<op>(<name>)` when one exists, else run the built-in."""

@@ -19,7 +19,7 @@ from teamster.engine.connection import WsConnection
 from teamster.engine.listener import listen
 from teamster.engine.rbac import AUTH_ERROR, AuthError, RbacConfig, Session, open_session, role_session
 from teamster.engine.worker_access import Gate, WorkerAccess
-from teamster.protocol import Error, ProtocolError, decode, encode
+from teamster.protocol import Error, ProtocolError, decode, encode, stand_in
 
 log = logging.getLogger("teamster.engine")
 
@@ -101,13 +101,24 @@ class WorkerManager(Module):
                 try:
                     msg = decode(raw)
                 except ProtocolError as exc:
-                    log.debug("dropped frame from %s: %s", conn.worker_id, exc)
+                    self._refused(conn, raw, exc)
                     continue
                 if not engine.route(conn, msg):
                     await engine.settle(conn, msg)
         finally:
             await engine.disconnect(conn)
         return ws
+
+    def _refused(self, conn: WsConnection, raw: str | bytes, exc: ProtocolError) -> None:
+        """A frame that did not decode: the caller waiting on it gets the error at once (the sender of
+        a call, or the caller of a call out to this worker whose result it was); others are dropped."""
+        refusal = stand_in(raw, exc)
+        if refusal is None:
+            log.debug("dropped frame from %s: %s", conn.worker_id, exc)
+        elif refusal[0] == "invokefunction":
+            conn.answer(refusal[1])
+        elif (pending := self.engine.router.pending.get(refusal[1].invocation_id)) and pending[1] is conn:
+            self.engine.router.resolve(refusal[1])
 
     async def _otel(self, request: web.Request) -> web.StreamResponse:
         self._gate.admit(request)
