@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from teamster.engine.access import ListenerAccess, bearer, host_allowed, origin_allowed, token_matches
 from teamster.engine.config import ConfigError
+from teamster.engine.roles import Role
 
 log = logging.getLogger("teamster.engine")
 
-TOKENLESS_ROLE = "admin"  # a tokenless listener is loopback-only: same-machine processes are trusted, as before
+TOKENLESS_ROLE: Role = "admin"  # a tokenless listener is loopback-only: same-machine processes are trusted, as before
 
 
 class Credential(BaseModel):
@@ -28,7 +29,7 @@ class Credential(BaseModel):
 
     token: SecretStr | None = None
     token_env: str | None = None
-    role: str
+    role: Role
 
     @model_validator(mode="after")
     def _one_source(self) -> Credential:
@@ -41,12 +42,12 @@ class WorkerAccess(ListenerAccess):
     """The access fields of an `iii-worker-manager` entry."""
 
     credentials: list[Credential] = Field(default_factory=list)
-    token_role: str = "worker"  # the role of connections presenting `token` (or `$token_env`)
+    token_role: Role = "worker"  # the role of connections presenting `token` (or `$token_env`)
 
-    def tokens(self, env: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    def tokens(self, env: Mapping[str, str] | None = None) -> list[tuple[str, Role]]:
         """Every (token, role) this listener accepts; ConfigError for a credential with no value or a
         token given twice, since either would leave someone holding a token that does not do what it says."""
-        found: list[tuple[str, str]] = []
+        found: list[tuple[str, Role]] = []
         main = self.resolved_token(env)
         if main is not None:
             found.append((main, self.token_role))
@@ -79,7 +80,7 @@ class Gate:
         if not self.tokens and not host_allowed(host, self.access.allowed_hosts):
             raise _refuse(request, web.HTTPForbidden(text=f"forbidden: Host {host or '(none)'} is not allowed"))
 
-    def admit(self, request: web.Request) -> str:
+    def admit(self, request: web.Request) -> Role:
         """The role of a worker (or telemetry) connection, or an HTTP refusal: `check_browser`'s 403s,
         then 401 for a missing or wrong token (`Authorization: Bearer …`, or `?token=` for clients that
         cannot set headers)."""
