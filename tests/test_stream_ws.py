@@ -406,3 +406,30 @@ async def test_config_is_checked() -> None:
         await Engine(engine_config(iii_stream={"prot": 3112})).start()
     with pytest.raises(ConfigError, match="worker iii-stream: port: Input should be less than or equal to 65535"):
         await Engine(engine_config(iii_stream={"port": 70000})).start()
+
+
+async def test_a_web_page_from_another_origin_is_refused(engine: Engine, http: aiohttp.ClientSession) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await subscriber(http, engine, headers={"Origin": "https://evil.example"})
+    assert refused.value.status == 403
+    own = f"http://127.0.0.1:{engine.ports['stream']}"
+    ws = await subscriber(http, engine, headers={"Origin": own})  # the socket's own origin
+    await ws.close()
+
+
+async def test_a_rebound_host_name_is_refused_without_an_auth_function(
+    engine: Engine, http: aiohttp.ClientSession
+) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await subscriber(http, engine, headers={"Host": f"evil.example:{engine.ports['stream']}"})
+    assert refused.value.status == 403
+
+
+async def test_allowed_origins_and_hosts_are_let_in(http: aiohttp.ClientSession) -> None:
+    async with stream_engine(allowed_origins=["https://app.example"], allowed_hosts=["teamster.internal"]) as running:
+        port = running.ports["stream"]
+        headers = {"Origin": "https://app.example", "Host": f"teamster.internal:{port}"}
+        ws = await subscriber(http, running, headers=headers)
+        await join(ws, "s1")
+        assert (await next_message(ws))["event"]["type"] == "sync"
+        await ws.close()

@@ -26,6 +26,8 @@ class StreamConfig(BaseModel):
     auth_function: str | None = None  # called at each client's upgrade; grants the client's `context`
     adapter: Any = None  # accepted for iii config files; items always live in the engine's storage
     max_value_bytes: int | None = Field(default=MAX_VALUE_BYTES, ge=1)  # an item or sent event; null: no size cap
+    allowed_origins: list[str] = Field(default_factory=list)  # browser origins besides the socket's own
+    allowed_hosts: list[str] = Field(default_factory=list)  # Host names besides loopback, without an auth_function
 
 
 class Stream(Input):
@@ -102,7 +104,13 @@ class Streams(Module):
         self._socket: StreamSocket | None = None
         if self.config.port is not None:
             socket = StreamSocket(
-                self.engine, auth_function=self.config.auth_function, read=self.read, joins=joins, leaves=leaves
+                self.engine,
+                auth_function=self.config.auth_function,
+                allowed_origins=self.config.allowed_origins,
+                allowed_hosts=self.config.allowed_hosts,
+                read=self.read,
+                joins=joins,
+                leaves=leaves,
             )
             self.engine.ports["stream"] = await socket.start(self.config.host, self.config.port)
             self._socket = socket

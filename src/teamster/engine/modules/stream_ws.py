@@ -13,6 +13,7 @@ import orjson
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from teamster.engine.access import host_allowed, origin_allowed
 from teamster.engine.builtin import BindingSet
 from teamster.engine.engine import ConditionNotMet
 from teamster.engine.listener import listen
@@ -104,12 +105,16 @@ class StreamSocket:
         engine: Engine,
         *,
         auth_function: str | None,
+        allowed_origins: list[str],
+        allowed_hosts: list[str],
         read: Read,
         joins: BindingSet[Any],
         leaves: BindingSet[Any],
     ) -> None:
         self._engine = engine
         self._auth_function = auth_function
+        self._allowed_origins = allowed_origins
+        self._allowed_hosts = allowed_hosts
         self._read = read
         self._joins = joins
         self._leaves = leaves
@@ -141,6 +146,7 @@ class StreamSocket:
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         if self._engine.stopping:
             raise web.HTTPServiceUnavailable(text="engine shutting down")
+        self._check_browser(request)
         context = await self._authenticate(request)
         ws = web.WebSocketResponse(compress=False)
         await ws.prepare(request)
@@ -166,6 +172,17 @@ class StreamSocket:
             for subscription_id in list(client.subscriptions):
                 await self._leave(client, subscription_id)
         return ws
+
+    def _check_browser(self, request: web.Request) -> None:
+        """403 for a foreign `Origin` (a web page), and without an auth function for a `Host` that is not
+        loopback or allowed (DNS rebinding): the socket carries transcripts, as the worker socket does."""
+        host, origin = request.headers.get("Host"), request.headers.get("Origin")
+        if not origin_allowed(origin, host, self._allowed_origins):
+            log.info("stream client from %s refused: origin %s", request.remote, origin)
+            raise web.HTTPForbidden(text=f"forbidden: origin {origin} is not allowed")
+        if self._auth_function is None and not host_allowed(host, self._allowed_hosts):
+            log.info("stream client from %s refused: Host %s", request.remote, host)
+            raise web.HTTPForbidden(text=f"forbidden: Host {host or '(none)'} is not allowed")
 
     async def _authenticate(self, request: web.Request) -> Any:
         """The context the auth function grants (None without one); an error or a non-object answer is a 401."""
