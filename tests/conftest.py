@@ -16,7 +16,7 @@ from teamster.sdk import InvocationError, Worker
 
 # Engines read their token from TEAMSTER_TOKEN (and the iii SDK sends III_TOKEN): a developer's own must
 # not guard every engine the tests start, in this process or a child. Tests that want a token set one.
-for _name in ("TEAMSTER_TOKEN", "III_TOKEN"):
+for _name in ("TEAMSTER_TOKEN", "TEAMSTER_ADMIN_TOKEN", "III_TOKEN"):
     os.environ.pop(_name, None)
 
 

@@ -14,6 +14,7 @@ import orjson
 import pytest
 import yaml
 
+from teamster.engine.config import ConfigError
 from teamster.engine.engine import Engine
 from teamster.engine.modules import worker_manager
 from teamster.sdk import Worker
@@ -22,6 +23,7 @@ from tests.engine_proc import EngineProcess
 
 TOKEN = "worker-socket-secret"
 PROVIDER_TOKEN = "provider-secret"
+ADMIN_TOKEN = "operator-secret"
 EVIL = "https://evil.example"
 
 
@@ -41,8 +43,10 @@ def roles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.fixture
 async def tokened(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Engine]:
-    """An engine whose worker socket takes TOKEN (role `worker`) and $PROVIDER_TOKEN (role `provider`)."""
+    """An engine whose worker socket takes TOKEN (role `worker`), $PROVIDER_TOKEN (role `provider`) and the
+    operator's $TEAMSTER_ADMIN_TOKEN (role `admin`)."""
     monkeypatch.setenv("PROVIDER_TOKEN", PROVIDER_TOKEN)
+    monkeypatch.setenv("TEAMSTER_ADMIN_TOKEN", ADMIN_TOKEN)
     access = {"token": TOKEN, "credentials": [{"token_env": "PROVIDER_TOKEN", "role": "provider"}]}
     async with Engine(engine_config(iii_worker_manager=access)) as running:
         yield running
@@ -88,8 +92,9 @@ async def test_a_wrong_token_in_the_query_gets_401(tokened: Engine) -> None:
         ({"headers": {"Authorization": f"Bearer {TOKEN}"}}, "worker"),
         ({"query": f"?token={TOKEN}"}, "worker"),  # for clients that cannot set headers
         ({"headers": {"Authorization": f"Bearer {PROVIDER_TOKEN}"}}, "provider"),
+        ({"headers": {"Authorization": f"Bearer {ADMIN_TOKEN}"}}, "admin"),
     ],
-    ids=["header", "query", "credential"],
+    ids=["header", "query", "credential", "operator"],
 )
 async def test_the_token_opens_the_socket_with_its_role(
     tokened: Engine, roles: list[str], how: dict[str, Any], role: str
@@ -108,6 +113,13 @@ async def test_the_token_opens_the_telemetry_socket(tokened: Engine, credential:
     target = url(tokened, f"/otel{query}")
     async with aiohttp.ClientSession() as session, session.ws_connect(target, headers=headers) as ws:  # 101 or raise
         assert not ws.closed
+
+
+async def test_the_operator_token_must_differ_from_the_worker_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEAMSTER_ADMIN_TOKEN", TOKEN)
+    with pytest.raises(ConfigError, match=r"\$TEAMSTER_ADMIN_TOKEN must differ from the worker token"):
+        async with Engine(engine_config(iii_worker_manager={"token": TOKEN})):
+            pass
 
 
 async def test_a_tokenless_loopback_listener_admits_same_machine_workers_as_admin(

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.slow
 TEAMSTER = str(Path(sys.executable).parent / "teamster")
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "cli-test-token"
+ADMIN_TOKEN = "cli-test-admin-token"  # the operator's credential on the worker socket
 UP = re.compile(r"teamster is up: open (http://\S+?)/? ")
 WS = re.compile(r"ready\s+(ws://\S+)")
 
@@ -46,6 +47,7 @@ class Server:
             "TEAMSTER_API": self.url,
             "TEAMSTER_URL": self.ws_url,
             "TEAMSTER_TOKEN": TOKEN,
+            "TEAMSTER_ADMIN_TOKEN": ADMIN_TOKEN,  # an operator's shell: budget and run commands act for a person
             "COLUMNS": "160",
             **extra,
         }
@@ -77,7 +79,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     proc = subprocess.Popen(
         [TEAMSTER, *args],
         cwd=home,
-        env={**os.environ, "TEAMSTER_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "TEAMSTER_TOKEN": TOKEN, "TEAMSTER_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -358,3 +360,15 @@ def test_the_bench_script_keeps_its_command_line() -> None:
     assert lines[0].startswith("runs per cell: 1 after one warm-up (medians shown); cores: ")
     assert lines[3].startswith("| pattern (unscripted) | agent calls | inproc ")
     assert lines[5].startswith("| orchestrated         | 1           | ")
+
+
+def test_the_worker_token_cannot_run_with_every_call_approved(server: Server) -> None:
+    # `teamster run` approves every call of its own run (mode `full`): a person's act, which the shared
+    # worker token does not carry on the worker socket; the operator's credential does (the test above).
+    args = ["debate", "Plan a small launch.", "--backend", "engine", "--engine-url", server.ws_url]
+    result = cli(server, "run", *args, "--cap", "debate_rounds=1", TEAMSTER_ADMIN_TOKEN="")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1] == (
+        "run failed: Affirmative: approval mode 'full' needs the approval worker: "
+        "function 'approval::set_mode' is marked human; role 'worker' may not call it"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -21,8 +22,11 @@ PROBE_S = 3.0
 async def connected(worker: Worker, url: str) -> AsyncIterator[Worker]:
     """`worker` connected to the engine at `url` for the block; a UserError naming the fix when it cannot be."""
     await _probe(url)
+    # The command acts for the person at the terminal (a run's approval mode, its budget): with the
+    # operator's credential it gets the `admin` role; with TEAMSTER_TOKEN alone, a worker's.
+    admin = os.environ.get("TEAMSTER_ADMIN_TOKEN")
     try:
-        await worker.open(url, wait=CONNECT_WAIT_S)
+        await worker.open(url, wait=CONNECT_WAIT_S, headers={"Authorization": f"Bearer {admin}"} if admin else None)
     except HandshakeError as exc:  # it is running, and said no: starting one is not the fix
         raise UserError(str(exc)) from None
     except ConnectionError as exc:

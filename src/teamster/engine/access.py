@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from teamster.engine.config import ConfigError
 
 DEFAULT_TOKEN_ENV = "TEAMSTER_TOKEN"
+ADMIN_TOKEN_ENV = "TEAMSTER_ADMIN_TOKEN"  # the worker socket's operator credential
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from teamster.engine.access import ListenerAccess, bearer, host_allowed, origin_allowed, token_matches
+from teamster.engine.access import ADMIN_TOKEN_ENV, ListenerAccess, bearer, host_allowed, origin_allowed, token_matches
 from teamster.engine.config import ConfigError
 from teamster.engine.roles import Role
 
@@ -43,6 +43,8 @@ class WorkerAccess(ListenerAccess):
 
     credentials: list[Credential] = Field(default_factory=list)
     token_role: Role = "worker"  # the role of connections presenting `token` (or `$token_env`)
+    # The operator's credential (a person's CLI acting on the engine), role `admin`; ignored when unset.
+    admin_token_env: str | None = ADMIN_TOKEN_ENV
 
     def tokens(self, env: Mapping[str, str] | None = None) -> list[tuple[str, Role]]:
         """Every (token, role) this listener accepts; ConfigError for a credential with no value or a
@@ -51,6 +53,11 @@ class WorkerAccess(ListenerAccess):
         main = self.resolved_token(env)
         if main is not None:
             found.append((main, self.token_role))
+        admin = ListenerAccess(token_env=self.admin_token_env).resolved_token(env)
+        if admin is not None:
+            if main is not None and admin == main:
+                raise ConfigError(f"${self.admin_token_env} must differ from the worker token")
+            found.append((admin, "admin"))
         for index, credential in enumerate(self.credentials):
             value = ListenerAccess(token=credential.token, token_env=credential.token_env).resolved_token(env)
             if value is None:
