@@ -9,8 +9,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO
+
+import aiohttp
+import pytest
 
 TEAMSTER = str(Path(sys.executable).parent / "teamster")
 _READY = re.compile(r"ws://(\S+):(\d+)\s+http://(\S+):(\d+)")
@@ -92,3 +97,17 @@ class EngineProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         return self.proc.returncode
+
+
+@asynccontextmanager
+async def tokened_engine(data_dir: Path, token: str) -> AsyncIterator[EngineProcess]:
+    """`teamster engine` in its own process demanding `token`; a bare upgrade is checked to get 401 first."""
+    proc = EngineProcess(data_dir, env={"TEAMSTER_TOKEN": token}).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(proc.ws_url)
+        assert refused.value.status == 401  # the engine does want a token
+        yield proc
+    finally:
+        proc.stop()

@@ -18,7 +18,7 @@ from iii_helpers.observability.reconnection import ReconnectionConfig
 
 from teamster.sdk import InvocationError, Worker
 from tests.conftest import eventually, retry_call, trigger_bound, until_callable
-from tests.engine_proc import EngineProcess
+from tests.engine_proc import EngineProcess, tokened_engine
 
 pytestmark = pytest.mark.slow
 
@@ -205,12 +205,7 @@ async def test_a_tokened_engine_takes_the_iii_sdk_with_its_token(
 ) -> None:
     """`InitOptions.headers`, or the SDK's own `Authorization: Bearer $III_TOKEN`, carries the token."""
     token = "iii-compat-secret"
-    proc = EngineProcess(tmp_path / "data", env={"TEAMSTER_TOKEN": token}).start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-                await http.ws_connect(proc.ws_url)
-        assert refused.value.status == 401  # the engine does want a token
+    async with tokened_engine(tmp_path / "data", token) as proc:
         headers = {"Authorization": f"Bearer {token}"} if how == "headers" else None
         if how == "III_TOKEN":
             monkeypatch.setenv("III_TOKEN", token)
@@ -226,8 +221,6 @@ async def test_a_tokened_engine_takes_the_iii_sdk_with_its_token(
                 assert await client.trigger_async(called) == {"teamster": 2}
         finally:
             await asyncio.to_thread(client.shutdown)
-    finally:
-        proc.stop()
 
 
 async def _listed(worker: Worker, function_id: str) -> bool:

@@ -16,7 +16,7 @@ import pytest
 
 from teamster.sdk import InvocationError, Worker
 from tests.conftest import eventually, trigger_bound, until_callable
-from tests.engine_proc import EngineProcess
+from tests.engine_proc import EngineProcess, tokened_engine
 
 pytestmark = pytest.mark.slow
 NODE_DIR = Path(__file__).parent / "node"
@@ -234,12 +234,7 @@ async def test_a_tokened_engine_takes_the_node_sdk_with_its_token(
 ) -> None:
     """The Node SDK's `headers` option carries `Authorization: Bearer <token>` on the upgrade."""
     token = "node-compat-secret"
-    proc = EngineProcess(tmp_path / "data", env={"TEAMSTER_TOKEN": token}).start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-                await http.ws_connect(proc.ws_url)
-        assert refused.value.status == 401  # the engine does want a token
+    async with tokened_engine(tmp_path / "data", token) as proc:
         monkeypatch.setenv("TEAMSTER_TOKEN", token)
         async with Worker("teamster-tokened").connect(proc.ws_url, wait=5) as worker:
             node = await NodeWorker.start(proc.ws_url, token=token)
@@ -250,5 +245,3 @@ async def test_a_tokened_engine_takes_the_node_sdk_with_its_token(
                 assert [row["function_id"] for row in listed["result"]["functions"]] == ["node::upper"]
             finally:
                 await node.stop()
-    finally:
-        proc.stop()

@@ -48,7 +48,16 @@ class Harness:
         started = await self.start(session_id, text, **options)
         assert started == {"session_id": session_id, "started": True}
         await self.until(session_id, "stopped", "failed")
-        return await self.events(session_id)
+        # A checkpoint is stored before its events are published (the outbox): the terminal state can be
+        # read a moment before its `turn_state_changed` arrives in the event log.
+        events: list[dict[str, Any]] = []
+
+        async def ended() -> bool:
+            events[:] = await self.events(session_id)
+            return any(states([e])[0] in ("stopped", "failed") for e in events if e["type"] == "turn_state_changed")
+
+        await eventually(ended, timeout=10)
+        return events
 
     async def events(self, session_id: str) -> list[dict[str, Any]]:
         page: dict[str, Any] = await self.client.trigger("events::list", {"session_id": session_id})
