@@ -110,6 +110,7 @@ def up(
         token = os.environ.get("TEAMSTER_TOKEN") or None
         # Imported here: the harness pulls in the provider SDKs (seconds), which `engine` and `worker` never need.
         from teamster.app.profiles import configured_workers
+        from teamster.app.reserved import reserve_scopes
         from teamster.app.worker import create_worker as app_worker
         from teamster.patterns.functions import create_worker as patterns_worker
 
@@ -120,6 +121,7 @@ def up(
         # The app goes last: it is closed first, while the harness its runs use is still there.
         api = app_worker(profile=loaded.harness.profile, token=token)
         api.reserve_routes(loaded)
+        reserve_scopes(loaded)  # the harness's, patterns' and app's state scopes and streams
         workers += [patterns_worker(), api]
         run(_serve(loaded, workers))
     except (UserError, ConfigError) as exc:

@@ -84,6 +84,8 @@ class Engine:
         self.worker_events: BindingSet[Input] = BindingSet()  # bindings of engine::workers-available
         self.modules: list[Module] = []
         self.ports: dict[str, int] = {}  # listener name -> bound port, filled by the listening modules
+        # trigger type -> why a session may not bind it with a config (None: it may); see binding_denial
+        self.binding_guards: dict[str, Callable[[Session, Any], str | None]] = {}
         self.started_at = time.time()
         self.stopping = False
         self.telemetry_frames: dict[str, int] = {}  # `OTLP`/`LOGS`/`MTRC` frames received, by kind
@@ -480,7 +482,9 @@ class Engine:
             denied = conn.session.denial(
                 msg.function_id, msg.namespace or "default", target.metadata if target is not None else None
             )
-            if denied is not None:  # or a trigger would let the worker reach what it may not call
+            if denied is None:  # or a trigger would let the worker reach what it may not call
+                denied = self.binding_denial(conn.session, msg.trigger_type, msg.config)
+            if denied is not None:
                 await self._refuse_trigger(conn, msg, codes.FORBIDDEN, denied)
                 return
         binding = Binding(
@@ -499,6 +503,12 @@ class Engine:
             await self._refuse_trigger(conn, msg, codes.TRIGGER_REGISTRATION_FAILED, str(exc))
             return
         conn.triggers.add(msg.id)
+
+    def binding_denial(self, session: Session, trigger_type: str, config: Any) -> str | None:
+        """Why `session` may not bind a `trigger_type` trigger with `config` (the modules' guards: a
+        `state` trigger on a reserved scope, say), or None when it may."""
+        guard = self.binding_guards.get(trigger_type)
+        return None if guard is None else guard(session, config)
 
     async def _refuse_trigger(self, conn: Connection, msg: RegisterTrigger, code: str, message: str) -> None:
         await conn.send(

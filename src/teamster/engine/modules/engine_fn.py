@@ -238,6 +238,9 @@ class EngineFunctions(Module):
             # iii skips this check here; without it a binding would reach what the session may not call.
             target = self.engine.functions.get("default", req.function_id)
             session.check_call(req.function_id, "default", target.metadata if target is not None else None)
+            denied = self.engine.binding_denial(session, req.trigger_type, req.config)
+            if denied is not None:
+                raise InvocationError(codes.FORBIDDEN, denied, function_id=inv.function_id)
         binding_id = str(uuid.uuid4())
         record = req.model_dump()
         await self._bind_durable(binding_id, record, strict=True)

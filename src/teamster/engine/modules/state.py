@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from teamster.engine.builtin import BindingSet, Input, Module, parse
+from teamster.engine.rbac import Session
 from teamster.engine.registry import Invocation
+from teamster.engine.reserved_names import ReservedNames, check_patterns, outsider
 from teamster.protocol import InvocationError
 from teamster.protocol import errors as codes
 from teamster.protocol.limits import MAX_VALUE_BYTES, check_stored
@@ -28,6 +30,14 @@ class StateConfig(BaseModel):
 
     max_value_bytes: int | None = Field(default=MAX_VALUE_BYTES, ge=1)  # null: no cap on size (depth still is)
     triggers_enabled: bool = True
+    # Scopes (names or `prefix*`) only in-process workers and admin connections reach; `teamster up`
+    # adds the harness's, the patterns' and the app's (teamster.app.reserved).
+    reserved_scopes: list[str] = Field(default_factory=list)
+
+    @field_validator("reserved_scopes")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        return check_patterns(value)
 
 
 class Scope(Input):
@@ -72,6 +82,8 @@ class State(Module):
 
     async def start(self) -> None:
         self._bindings = BindingSet(StateTrigger)
+        self._reserved = ReservedNames(self.config.reserved_scopes, what="scope", key="iii-state reserved_scopes")
+        self.engine.binding_guards["state"] = self._binding_denial
         for function_id, handler, description in (
             ("state::set", self._set, "Store a value under scope/key"),
             ("state::get", self._get, "Read the value under scope/key"),
@@ -91,27 +103,27 @@ class State(Module):
 
     async def _set(self, inv: Invocation) -> dict[str, Any]:
         req = parse(SetValue, inv.data, inv.function_id)
-        _check_scope(inv, req.scope)
+        self._check_scope(inv, req.scope)
         old, new, _ = await self._replace(req, lambda _: (req.value, []), "SET_ERROR", inv.function_id)
         return {"old_value": old, "new_value": new}
 
     async def _get(self, inv: Invocation) -> Any:
         req = parse(Key, inv.data, inv.function_id)
-        _check_scope(inv, req.scope)
+        self._check_scope(inv, req.scope)
         with storage_errors("GET_ERROR", inv.function_id):
             entry = await self.engine.storage.state.get(req.scope, req.key)
         return None if entry is None else entry.value
 
     async def _delete(self, inv: Invocation) -> Any:
         req = parse(Key, inv.data, inv.function_id)
-        _check_scope(inv, req.scope)
+        self._check_scope(inv, req.scope)
         with storage_errors("DELETE_ERROR", inv.function_id):
             entry = await self.engine.storage.state.delete(req.scope, req.key)
         return None if entry is None else entry.value
 
     async def _update(self, inv: Invocation) -> dict[str, Any]:
         req = parse(Update, inv.data, inv.function_id)
-        _check_scope(inv, req.scope)
+        self._check_scope(inv, req.scope)
         old, new, errors = await self._replace(
             req, lambda old: apply_ops(req.ops, old), "UPDATE_ERROR", inv.function_id
         )
@@ -119,14 +131,35 @@ class State(Module):
 
     async def _list(self, inv: Invocation) -> list[Any]:
         req = parse(Scope, inv.data, inv.function_id)
-        _check_scope(inv, req.scope)
+        self._check_scope(inv, req.scope)
         with storage_errors("LIST_ERROR", inv.function_id):
             return [value for _, value in await self.engine.storage.state.list(req.scope)]
 
     async def _list_groups(self, inv: Invocation) -> dict[str, Any]:
         with storage_errors("LIST_GROUPS_ERROR", inv.function_id):
             scopes = await self.engine.storage.state.scopes()
-        return {"groups": [scope for scope in scopes if not scope.startswith(INTERNAL_PREFIX)]}
+        hidden = self._reserved if outsider(_session(inv)) else ReservedNames((), what="scope", key="")
+        return {
+            "groups": [scope for scope in scopes if not scope.startswith(INTERNAL_PREFIX) and not hidden.covers(scope)]
+        }
+
+    def _check_scope(self, inv: Invocation, scope: str) -> None:
+        _check_scope(inv, scope)
+        self._reserved.check(_session(inv), scope, inv.function_id)
+
+    def _binding_denial(self, session: Session, config: Any) -> str | None:
+        """A `state` trigger of a non-admin session may not watch a reserved scope, nor every scope."""
+        scope = config.get("scope") if isinstance(config, dict) else None
+        if not isinstance(scope, str):  # a malformed one is refused by the provider
+            if self._reserved and outsider(session):
+                return (
+                    "a state trigger without a scope would see the reserved scopes "
+                    f"(iii-state reserved_scopes); role '{session.role or 'granted'}' must name its scope"
+                )
+            return None
+        if scope.startswith(INTERNAL_PREFIX) and outsider(session):
+            return f"scope '{scope}' is the engine's own; only admin connections reach it"
+        return self._reserved.denial(session, scope)
 
     async def _replace(
         self, req: Key, compute: Callable[[Any], tuple[Any, OpErrors]], code: str, function_id: str
@@ -160,12 +193,15 @@ class State(Module):
         self.engine.fire_in_order(self._bindings.matching(lambda c: c.wants(change)), event)
 
 
+def _session(inv: Invocation) -> Session | None:
+    return inv.caller.session if inv.caller is not None else None
+
+
 def _check_scope(inv: Invocation, scope: str) -> None:
     """The engine's own scopes (durable bindings, configuration entries) are reached by the engine,
     in-process workers and `admin` connections only: a write there could bind a trigger to what its
     writer may not call, or plant a `${VAR}` for `configuration::get` to expand."""
-    session = inv.caller.session if inv.caller is not None else None
-    if scope.startswith(INTERNAL_PREFIX) and session is not None and session.role != "admin":
+    if scope.startswith(INTERNAL_PREFIX) and outsider(_session(inv)):
         raise InvocationError(
             codes.FORBIDDEN,
             f"{inv.function_id}: scope '{scope}' is the engine's own; only admin connections reach it",

@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from teamster.engine.access import refuse_unguarded
 from teamster.engine.builtin import BindingSet, Input, Module, parse
 from teamster.engine.modules.state import MISSING, UpdateOp, apply_ops, change_result, storage_errors
 from teamster.engine.modules.stream_ws import StreamSocket, stream_message
+from teamster.engine.rbac import Session
 from teamster.engine.registry import Invocation
+from teamster.engine.reserved_names import ReservedNames, check_patterns, outsider
 from teamster.protocol import InvocationError
 from teamster.protocol.limits import MAX_VALUE_BYTES, check_stored
 from teamster.storage import StreamAdapter
@@ -28,6 +30,14 @@ class StreamConfig(BaseModel):
     max_value_bytes: int | None = Field(default=MAX_VALUE_BYTES, ge=1)  # an item or sent event; null: no size cap
     allowed_origins: list[str] = Field(default_factory=list)  # browser origins besides the socket's own
     allowed_hosts: list[str] = Field(default_factory=list)  # Host names besides loopback, without an auth_function
+    # Streams (names or `prefix*`) only in-process workers and admin connections reach; `teamster up`
+    # adds the harness's and the app's (teamster.app.reserved).
+    reserved_streams: list[str] = Field(default_factory=list)
+
+    @field_validator("reserved_streams")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        return check_patterns(value)
 
 
 class Stream(Input):
@@ -85,6 +95,9 @@ class Streams(Module):
                 "give it an auth_function (TEAMSTER_TOKEN does not guard this socket), or listen on 127.0.0.1",
             )
         self._bindings = BindingSet(StreamTrigger)
+        self._reserved = ReservedNames(self.config.reserved_streams, what="stream", key="iii-stream reserved_streams")
+        for trigger_type in ("stream", "stream:join", "stream:leave"):
+            self.engine.binding_guards[trigger_type] = self._binding_denial
         joins: BindingSet[Input] = BindingSet()
         leaves: BindingSet[Input] = BindingSet()
         for op, handler, description in (
@@ -125,6 +138,7 @@ class Streams(Module):
 
     async def _set(self, inv: Invocation) -> Any:
         req = parse(SetItem, inv.data, inv.function_id)
+        self._check_name(inv, req.stream_name)
         self._check(req.data, inv.function_id)
 
         async def store() -> dict[str, Any]:
@@ -142,7 +156,9 @@ class Streams(Module):
         return await self._get_item(Item(stream_name=stream_name, group_id=group_id, item_id=item_id))
 
     async def _get(self, inv: Invocation) -> Any:
-        return await self._get_item(parse(Item, inv.data, inv.function_id))
+        req = parse(Item, inv.data, inv.function_id)
+        self._check_name(inv, req.stream_name)
+        return await self._get_item(req)
 
     async def _get_item(self, req: Item) -> Any:
         return await self._run(
@@ -154,6 +170,7 @@ class Streams(Module):
 
     async def _delete(self, inv: Invocation) -> Any:
         req = parse(Item, inv.data, inv.function_id)
+        self._check_name(inv, req.stream_name)
 
         async def store() -> dict[str, Any]:
             return {"old_value": await self._store.delete(req.stream_name, req.group_id, req.item_id)}
@@ -165,7 +182,9 @@ class Streams(Module):
         return result
 
     async def _list(self, inv: Invocation) -> Any:
-        return await self._list_group(parse(Group, inv.data, inv.function_id))
+        req = parse(Group, inv.data, inv.function_id)
+        self._check_name(inv, req.stream_name)
+        return await self._list_group(req)
 
     async def _list_group(self, req: Group) -> Any:
         return await self._run(
@@ -174,6 +193,7 @@ class Streams(Module):
 
     async def _list_groups(self, inv: Invocation) -> Any:
         req = parse(Stream, inv.data, inv.function_id)
+        self._check_name(inv, req.stream_name)
         return await self._run(
             "list_groups", req, "STREAM_LIST_GROUPS_ERROR", lambda: self._store.groups(req.stream_name)
         )
@@ -181,15 +201,19 @@ class Streams(Module):
     async def _list_all(self, inv: Invocation) -> dict[str, Any]:
         with storage_errors("STREAM_LIST_ALL_ERROR", inv.function_id):
             streams = await self._store.streams()
+        if outsider(_session(inv)):
+            streams = [row for row in streams if not self._reserved.covers(str(row.get("id")))]
         return {"stream": streams, "count": len(streams)}
 
     async def _send(self, inv: Invocation) -> None:
         req = parse(Send, inv.data, inv.function_id)
+        self._check_name(inv, req.stream_name)
         self._check(req.data, inv.function_id)
         self._notify(req, req.id, {"type": "event", "event": {"type": req.type, "data": req.data}})
 
     async def _update(self, inv: Invocation) -> Any:
         req = parse(UpdateItem, inv.data, inv.function_id)
+        self._check_name(inv, req.stream_name)
 
         # A read-modify-write: StreamAdapter has no compare-and-set, and the local adapters never
         # yield between the two calls, so no other write can land in between.
@@ -203,6 +227,14 @@ class Streams(Module):
         result = await self._run("update", req, "STREAM_UPDATE_ERROR", store)
         self._notify_change(req, result, inv.function_id)
         return result
+
+    def _check_name(self, inv: Invocation, stream_name: str) -> None:
+        self._reserved.check(_session(inv), stream_name, inv.function_id)
+
+    def _binding_denial(self, session: Session, config: Any) -> str | None:
+        """A non-admin session may not follow a reserved stream."""
+        name = config.get("stream_name") if isinstance(config, dict) else None
+        return self._reserved.denial(session, name) if isinstance(name, str) else None
 
     def _check(self, value: Any, function_id: str) -> None:
         check_stored(value, self.config.max_value_bytes, "max_value_bytes", function_id)
@@ -227,6 +259,10 @@ class Streams(Module):
         self.engine.fire_in_order(bindings, message)
         if self._socket is not None:
             self._socket.push(message)
+
+
+def _session(inv: Invocation) -> Session | None:
+    return inv.caller.session if inv.caller is not None else None
 
 
 def _object(result: Any, function_id: str) -> dict[str, Any]:
