@@ -152,11 +152,11 @@ class Http(Module):
             self._in_flight -= 1
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        if (refused := self._door(request)) is not None:
+        refused, found = self._door(request)
+        if refused is not None:
             return refused
         if _is_preflight(request):
             return self._gate.preflight(request)
-        found = self._match(request)
         if found is None:
             return error_response(404, "NOT_FOUND", f"no route for {request.method} {request.path}")
         exchange = Exchange(self.engine, request, *found, keep_authorization=not self._gate.authorized(request))
@@ -168,17 +168,19 @@ class Http(Module):
         finally:
             exchange.close()
 
-    def _door(self, request: web.Request) -> web.Response | None:
-        """Host, Origin, then the token (a preflight carries none): the refusal, or None to go on."""
+    def _door(self, request: web.Request) -> tuple[web.Response | None, tuple[Route, dict[str, str]] | None]:
+        """Host, Origin, then the token (a preflight carries none): the refusal, or None to go on, and the
+        route the request matched (matched once here, since a public route is let in without the token)."""
         refused = self._gate.refuse_caller(request)
-        if refused is None and not _is_preflight(request):
-            found = self._match(request)
-            refused = self._gate.refuse_unauthorized(request, found is not None and found[0].config.public)
-        return refused
+        if refused is not None or _is_preflight(request):
+            return refused, None
+        found = self._match(request)
+        return self._gate.refuse_unauthorized(request, found is not None and found[0].config.public), found
 
     async def _expect(self, request: web.Request) -> web.StreamResponse | None:
         """`Expect: 100-continue`: a refused client hears so before it sends its body, not after."""
-        if (refused := self._door(request)) is not None:
+        refused, _found = self._door(request)
+        if refused is not None:
             return refused
         await _default_expect_handler(request)
         return None
