@@ -141,27 +141,25 @@ async def test_the_token_is_checked_before_the_body_is_read() -> None:
     """A 401 arrives while the client still holds back a body it announced: nothing waited for it."""
     async with tuned_engine(token=TOKEN, token_env=None) as (engine, _), ws_worker(engine, "up") as worker:
         await serve(engine, worker, "up::load", recorder([]), api_path="load", http_method="POST")
-        reader, writer = await asyncio.open_connection("127.0.0.1", engine.ports["http"])
-        writer.write(
-            b"POST /load HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 50000000\r\n\r\n["
+        head = (
+            b"POST /load HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n"
         )
-        await writer.drain()
-        async with asyncio.timeout(10):
-            status = await reader.readline()
+        status = await first_line(engine.ports["http"], head + b"\r\n[")
         assert status.startswith(b"HTTP/1.1 401"), status
-        writer.close()
-
         # A client that asks first (curl does, for big uploads) is told before it sends anything.
-        reader, writer = await asyncio.open_connection("127.0.0.1", engine.ports["http"])
-        writer.write(
-            b"POST /load HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 50000000\r\nExpect: 100-continue\r\n\r\n"
-        )
+        status = await first_line(engine.ports["http"], head + b"Expect: 100-continue\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 401"), status  # not "100 Continue"
+
+
+async def first_line(port: int, sent: bytes) -> bytes:
+    """The first line the server answers `sent` with, on a raw connection that sends nothing more."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(sent)
         await writer.drain()
         async with asyncio.timeout(10):
-            status = await reader.readline()
-        assert status.startswith(b"HTTP/1.1 401"), status  # not "100 Continue"
+            return await reader.readline()
+    finally:
         writer.close()
 
 
