@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from teamster.engine.connection import Connection
+    from teamster.engine.rbac import Session
 
 log = logging.getLogger("teamster.engine")
 
@@ -26,6 +27,11 @@ class Invocation:
     traceparent: str | None = None
     baggage: str | None = None
     caller: Connection | None = None  # None for trigger-fired and engine-internal calls
+
+    @property
+    def session(self) -> Session | None:
+        """The caller's session; None for in-process workers, trigger-fired and engine-internal calls."""
+        return self.caller.session if self.caller is not None else None
 
 
 Executor = Callable[[Invocation], Awaitable[Any]]

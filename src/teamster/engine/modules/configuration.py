@@ -212,7 +212,7 @@ class Configuration(Module):
 def _check_may_name_env(inv: Invocation, value: Any) -> None:
     """A value naming `${VAR}` makes every later `get` read the engine's environment, where the keys
     live: writing one is reading a secret, for connections cleared for `secret` (and in-process callers)."""
-    session = inv.caller.session if inv.caller is not None else None
+    session = inv.session
     if session is None or session.allows(inv.function_id, "default", mark("secret")) or not _names_env(value):
         return
     raise InvocationError(

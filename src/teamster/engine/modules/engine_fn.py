@@ -121,7 +121,7 @@ class EngineFunctions(Module):
     async def _list_functions(self, inv: Invocation) -> dict[str, Any]:
         req = parse(ListFunctions, inv.data, inv.function_id)
         names = set(req.workers or []) | ({req.worker} if req.worker else set())
-        session = _session(inv)
+        session = inv.session
         rows = []
         for entry in sorted(self.engine.functions.all(), key=lambda e: (e.namespace, e.id)):
             if not req.include_internal and _is_internal(entry):
@@ -142,7 +142,7 @@ class EngineFunctions(Module):
         ids = req.function_ids or ([req.function_id] if req.function_id else [])
         if not ids:
             raise InvocationError("INVALID_ARGUMENTS", "give function_id or function_ids", function_id=inv.function_id)
-        session = _session(inv)
+        session = inv.session
         found = []
         for function_id in ids:
             entry = self.engine.functions.get(req.namespace, function_id)
@@ -228,7 +228,7 @@ class EngineFunctions(Module):
         req = parse(RegisterTrigger, inv.data, inv.function_id)
         if req.trigger_namespace is not None and not req.trigger_namespace.strip():
             raise InvocationError(codes.INVALID_NAMESPACE, "trigger_namespace must not be blank")
-        session = _session(inv)
+        session = inv.session
         if session is not None:  # as on the `registertrigger` path, minus the hook
             if not session.allows_trigger_type(req.trigger_type):
                 raise InvocationError(
@@ -252,7 +252,7 @@ class EngineFunctions(Module):
         binding = self.engine.triggers.bindings.get(req.id)
         if binding is None or binding.owner is not None:
             return {"removed": False}
-        session = _session(inv)
+        session = inv.session
         if session is not None:  # who may not bind a target may not unbind it either
             target = self.engine.functions.get(binding.namespace, binding.function_id)
             session.check_call(binding.function_id, binding.namespace, target.metadata if target is not None else None)
@@ -295,11 +295,6 @@ class EngineFunctions(Module):
         while True:
             await asyncio.sleep(CHANNEL_SWEEP_S)
             self.engine.channels.sweep()
-
-
-def _session(inv: Invocation) -> Session | None:
-    """The caller's RBAC session; None (sees and may do everything) off guarded listeners."""
-    return inv.caller.session if inv.caller is not None else None
 
 
 def _visible(session: Session | None, entry: FunctionEntry) -> bool:

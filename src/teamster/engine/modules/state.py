@@ -138,14 +138,22 @@ class State(Module):
     async def _list_groups(self, inv: Invocation) -> dict[str, Any]:
         with storage_errors("LIST_GROUPS_ERROR", inv.function_id):
             scopes = await self.engine.storage.state.scopes()
-        hidden = self._reserved if outsider(_session(inv)) else ReservedNames((), what="scope", key="")
-        return {
-            "groups": [scope for scope in scopes if not scope.startswith(INTERNAL_PREFIX) and not hidden.covers(scope)]
-        }
+        hide_reserved = outsider(inv.session)
+        shown = [s for s in scopes if not s.startswith(INTERNAL_PREFIX)]
+        return {"groups": [s for s in shown if not (hide_reserved and self._reserved.covers(s))]}
 
     def _check_scope(self, inv: Invocation, scope: str) -> None:
-        _check_scope(inv, scope)
-        self._reserved.check(_session(inv), scope, inv.function_id)
+        """The engine's own scopes (durable bindings, configuration entries) are reached by the engine,
+        in-process workers and `admin` connections only: a write there could bind a trigger to what its
+        writer may not call, or plant a `${VAR}` for `configuration::get` to expand. Reserved scopes
+        are the in-process workers' (`reserved_scopes`)."""
+        if scope.startswith(INTERNAL_PREFIX) and outsider(inv.session):
+            raise InvocationError(
+                codes.FORBIDDEN,
+                f"{inv.function_id}: scope '{scope}' is the engine's own; only admin connections reach it",
+                function_id=inv.function_id,
+            )
+        self._reserved.check(inv.session, scope, inv.function_id)
 
     def _binding_denial(self, session: Session, config: Any) -> str | None:
         """A `state` trigger of a non-admin session may not watch a reserved scope, nor every scope."""
@@ -191,22 +199,6 @@ class State(Module):
             "new_value": change.new_value,
         }
         self.engine.fire_in_order(self._bindings.matching(lambda c: c.wants(change)), event)
-
-
-def _session(inv: Invocation) -> Session | None:
-    return inv.caller.session if inv.caller is not None else None
-
-
-def _check_scope(inv: Invocation, scope: str) -> None:
-    """The engine's own scopes (durable bindings, configuration entries) are reached by the engine,
-    in-process workers and `admin` connections only: a write there could bind a trigger to what its
-    writer may not call, or plant a `${VAR}` for `configuration::get` to expand."""
-    if scope.startswith(INTERNAL_PREFIX) and outsider(_session(inv)):
-        raise InvocationError(
-            codes.FORBIDDEN,
-            f"{inv.function_id}: scope '{scope}' is the engine's own; only admin connections reach it",
-            function_id=inv.function_id,
-        )
 
 
 @contextmanager

@@ -201,7 +201,7 @@ class Streams(Module):
     async def _list_all(self, inv: Invocation) -> dict[str, Any]:
         with storage_errors("STREAM_LIST_ALL_ERROR", inv.function_id):
             streams = await self._store.streams()
-        if outsider(_session(inv)):
+        if outsider(inv.session):
             streams = [row for row in streams if not self._reserved.covers(str(row.get("id")))]
         return {"stream": streams, "count": len(streams)}
 
@@ -229,7 +229,7 @@ class Streams(Module):
         return result
 
     def _check_name(self, inv: Invocation, stream_name: str) -> None:
-        self._reserved.check(_session(inv), stream_name, inv.function_id)
+        self._reserved.check(inv.session, stream_name, inv.function_id)
 
     def _binding_denial(self, session: Session, config: Any) -> str | None:
         """A non-admin session may not follow a reserved stream."""
@@ -259,10 +259,6 @@ class Streams(Module):
         self.engine.fire_in_order(bindings, message)
         if self._socket is not None:
             self._socket.push(message)
-
-
-def _session(inv: Invocation) -> Session | None:
-    return inv.caller.session if inv.caller is not None else None
 
 
 def _object(result: Any, function_id: str) -> dict[str, Any]:
