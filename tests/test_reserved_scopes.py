@@ -21,6 +21,7 @@ import teamster
 from teamster.app import reserved, store
 from teamster.app.profiles import HarnessOptions, harness_workers
 from teamster.app.reserved import SCOPES, STREAMS, reserve_scopes
+from teamster.app.worker import AppWorker
 from teamster.engine.engine import Engine
 from teamster.engine.modules.state import StateConfig
 from teamster.engine.reserved_names import ReservedNames
@@ -121,6 +122,27 @@ async def test_a_worker_cannot_approve_a_parked_call_by_writing_its_record(bus: 
         return await bus.state("s-ask") == "stopped"
 
     await eventually(stopped, timeout=10)
+
+
+async def test_a_worker_cannot_act_for_a_person_through_the_run_apis_functions(bus: Bus) -> None:
+    """The app's routes are functions on the bus too: their `human` mark keeps a worker token from
+    approving calls or storing keys through `app::…`, around the HTTP token and `approval::resolve`."""
+    app = AppWorker()
+    await app.open_local(bus.engine)
+    try:
+        await bus.park("s-app")
+        async with RawPeer(bus.as_("worker")) as peer:
+            await peer.name("tool")
+            for function_id in ("app::runs::decide", "app::credentials::set", "app::runs::list"):
+                reply = await peer.call(function_id, {"path_params": {}, "headers": {}, "body": {}})
+                assert reply["error"]["code"] == "FORBIDDEN", reply
+                assert f"'{function_id}' is marked human" in reply["error"]["message"]
+            health = await peer.call("app::health", {"path_params": {}, "headers": {}})
+            assert health["result"]["status_code"] == 200  # public routes stay open
+        assert await bus.state("s-app") == PARKED
+        assert bus.mystery == []
+    finally:
+        await app.close()
 
 
 @pytest.mark.parametrize("role", ["worker", "provider"])

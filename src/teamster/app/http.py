@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from teamster.app.errors import ApiError
 from teamster.protocol import InvocationError
+from teamster.protocol.access import mark
 from teamster.sdk import Worker
 
 log = logging.getLogger("teamster.app")
@@ -85,7 +86,10 @@ def bind(worker: Worker, routes: list[Route]) -> None:
             return await serve(route, event)
 
         config = {"api_path": route.path, "http_method": route.method, "public": route.public}
-        worker.register_function(route.function_id, handler, description=route.summary)
+        # A route acts for the person the engine let in with the token; over the bus only admin may call it
+        # (else a worker token would approve calls or store keys through `app::…`, around both checks).
+        metadata = None if route.public else mark("human")
+        worker.register_function(route.function_id, handler, description=route.summary, metadata=metadata)
         worker.register_trigger("http", route.function_id, config)
 
 
