@@ -32,6 +32,7 @@ async def test_same_run_request_on_both_profiles(tmp_path: Path, profile: str) -
     finally:
         up.kill()
     assert "Traceback" not in up.output
+    assert " ERROR " not in up.output  # every worker's bindings taken: none refused for another's route
 
 
 async def _run_once(up: Proc, profile: str) -> None:

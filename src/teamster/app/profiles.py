@@ -44,6 +44,7 @@ class HarnessOptions:
     policy_pack: str | None = None  # permissive, ask-all, read-only, no-network
     approval_mode: Literal["manual", "auto", "full"] = "manual"
     catalog_files: tuple[Path, ...] = ()  # extra models and prices, merged over the shipped catalog
+    run_route: bool = True  # harness::trigger binds POST /run; off beside the app, whose POST /run hands it on
 
 
 def harness_workers(profile: Profile, options: HarnessOptions | None = None) -> list[Worker]:
@@ -51,7 +52,7 @@ def harness_workers(profile: Profile, options: HarnessOptions | None = None) -> 
     options = options or HarnessOptions()
     workers = [
         orchestrator(THIN if profile == "thin" else THICK),
-        trigger.create_worker(),
+        trigger.create_worker(http=options.run_route),
         events.create_worker(),
         sessions.create_worker(),
         credentials.create_worker(data_dir=options.data_dir),
@@ -82,5 +83,6 @@ def configured_workers(config: EngineConfig) -> list[Worker]:
         policy_pack=harness.policy_pack,
         approval_mode=harness.approval_mode,
         catalog_files=tuple(harness.catalog_files),
+        run_route=False,  # `teamster up` runs the app, which serves POST /run and reserves it
     )
     return harness_workers(harness.profile, options)

@@ -21,7 +21,9 @@ class TriggerRequest(BaseModel):
     payload: dict[str, Any]
 
 
-def create_worker() -> Worker:
+def create_worker(*, http: bool = True) -> Worker:
+    """`http`: bind `POST /run` to `harness::trigger`; off where the run API's own `POST /run` serves the
+    path and hands harness-shaped bodies on (`teamster up`, which reserves the app's routes)."""
     worker = Worker("harness")
 
     @worker.function("harness::trigger", description="Accept a turn request (HTTP POST /run) and start it")
@@ -46,7 +48,8 @@ def create_worker() -> Worker:
         )
         return _reply(200 if result.get("started") else 409, result)
 
-    worker.register_trigger("http", "harness::trigger", {"api_path": "run", "http_method": "POST"})
+    if http:
+        worker.register_trigger("http", "harness::trigger", {"api_path": "run", "http_method": "POST"})
     return worker
 
 
