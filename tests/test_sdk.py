@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from teamster.engine.engine import Engine
 from teamster.protocol import InvokeFunction
+from teamster.protocol.handles import handles
 from teamster.sdk import InvocationError, TriggerInfo, Void, Worker
 from teamster.sdk.transport import Backoff, WsTransport
 from tests.conftest import Opener, eventually
@@ -43,6 +44,42 @@ async def test_typed_handler_validates_and_publishes_schemas(open_worker: Opener
         await worker.trigger("billing::charge", {"customer": "ada", "cents": "lots"})
     assert bad.value.code == "deserialization_error"
     assert "cents" in bad.value.message
+
+
+class Till:
+    """A worker written in the one form: shared state in the constructor, handlers as marked methods."""
+
+    def __init__(self, fee: int) -> None:
+        self.fee = fee
+
+    @handles("till::charge", description="Charge with the till's fee", metadata={"owner": "till"})
+    async def charge(self, req: Charge) -> Receipt:
+        return Receipt(customer=req.customer, charged=req.cents + self.fee)
+
+    @handles("till::fee")
+    def fee_of(self, _: Any) -> int:
+        """The fee added to every charge"""
+        return self.fee
+
+    def helper(self) -> None:  # unmarked: never registered
+        raise AssertionError
+
+
+async def test_serve_registers_marked_methods_with_their_declarations(open_worker: Opener, engine: Engine) -> None:
+    till = Till(fee=3)
+    assert await till.charge(Charge(customer="ada", cents=5)) == Receipt(customer="ada", charged=8)  # testable alone
+    worker = Worker("till")
+    worker.serve(till)
+    await open_worker(worker)
+    assert await worker.trigger("till::charge", {"customer": "ada", "cents": 5}) == {"customer": "ada", "charged": 8}
+    assert await worker.trigger("till::fee", None) == 3
+    listed = {f["function_id"]: f for f in (await worker.trigger("engine::functions::list", {}))["functions"]}
+    assert {fid for fid in listed if fid.startswith("till::")} == {"till::charge", "till::fee"}
+    info = await worker.trigger("engine::functions::info", {"function_id": "till::charge"})
+    assert (info["description"], info["metadata"]) == ("Charge with the till's fee", {"owner": "till"})
+    assert (await worker.trigger("engine::functions::info", {"function_id": "till::fee"}))["description"] == (
+        "The fee added to every charge"
+    )
 
 
 async def test_sync_handlers_run_off_the_loop(open_worker: Opener) -> None:

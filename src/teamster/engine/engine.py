@@ -46,6 +46,7 @@ from teamster.protocol import (
     WorkerRegistered,
 )
 from teamster.protocol import errors as codes
+from teamster.protocol.handles import declared
 from teamster.storage import Storage, open_storage
 
 if TYPE_CHECKING:
@@ -170,6 +171,13 @@ class Engine:
                 registered_at_ms=_now_ms(),
             )
         )
+
+    def serve(self, module: object) -> None:
+        """Register every method of a built-in module marked with `@handles(...)` (teamster.protocol.handles)."""
+        for declaration, method in declared(module):
+            self.builtin(
+                declaration.function_id, method, description=declaration.description, metadata=declaration.metadata
+            )
 
     async def builtin_type(self, type_id: str, provider: TriggerProvider, description: str | None = None) -> None:
         await self.triggers.add_type(

@@ -32,6 +32,7 @@ from teamster.protocol import (
     WorkerRegistered,
 )
 from teamster.protocol import errors as codes
+from teamster.protocol.handles import declared
 from teamster.protocol.ids import new_id
 from teamster.sdk.channels import ChannelReader, ChannelWriter
 from teamster.sdk.handler import Handler
@@ -133,6 +134,13 @@ class Worker:
             return fn
 
         return decorate
+
+    def serve(self, service: object) -> None:
+        """Register every method of `service` marked with `@handles(...)` (teamster.protocol.handles)."""
+        for declaration, method in declared(service):
+            self.register_function(
+                declaration.function_id, method, description=declaration.description, metadata=declaration.metadata
+            )
 
     def register_function(
         self,

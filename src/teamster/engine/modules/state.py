@@ -15,6 +15,7 @@ from teamster.engine.registry import Invocation
 from teamster.engine.reserved_names import ReservedNames, check_patterns, outsider
 from teamster.protocol import InvocationError
 from teamster.protocol import errors as codes
+from teamster.protocol.handles import handles
 from teamster.protocol.limits import MAX_VALUE_BYTES, check_stored
 from teamster.storage import Entry, StateChange, compare_and_set
 
@@ -84,15 +85,7 @@ class State(Module):
         self._bindings = BindingSet(StateTrigger)
         self._reserved = ReservedNames(self.config.reserved_scopes, what="scope", key="iii-state reserved_scopes")
         self.engine.binding_guards["state"] = self._binding_denial
-        for function_id, handler, description in (
-            ("state::set", self._set, "Store a value under scope/key"),
-            ("state::get", self._get, "Read the value under scope/key"),
-            ("state::delete", self._delete, "Delete the value under scope/key"),
-            ("state::update", self._update, "Apply update ops atomically to the value under scope/key"),
-            ("state::list", self._list, "List the values of a scope"),
-            ("state::list_groups", self._list_groups, "List the scopes that hold values"),
-        ):
-            self.engine.builtin(function_id, handler, description=description)
+        self.engine.serve(self)
         await self.engine.builtin_type("state", self._bindings, "A value was created, updated or deleted")
         # Fired from the adapter's change feed, so writes from any engine sharing the store fire alike.
         self._unwatch = self.engine.storage.state.watch(self._changed) if self.config.triggers_enabled else None
@@ -101,12 +94,14 @@ class State(Module):
         if self._unwatch is not None:
             self._unwatch()
 
+    @handles("state::set", description="Store a value under scope/key")
     async def _set(self, inv: Invocation) -> dict[str, Any]:
         req = parse(SetValue, inv.data, inv.function_id)
         self._check_scope(inv, req.scope)
         old, new, _ = await self._replace(req, lambda _: (req.value, []), "SET_ERROR", inv.function_id)
         return {"old_value": old, "new_value": new}
 
+    @handles("state::get", description="Read the value under scope/key")
     async def _get(self, inv: Invocation) -> Any:
         req = parse(Key, inv.data, inv.function_id)
         self._check_scope(inv, req.scope)
@@ -114,6 +109,7 @@ class State(Module):
             entry = await self.engine.storage.state.get(req.scope, req.key)
         return None if entry is None else entry.value
 
+    @handles("state::delete", description="Delete the value under scope/key")
     async def _delete(self, inv: Invocation) -> Any:
         req = parse(Key, inv.data, inv.function_id)
         self._check_scope(inv, req.scope)
@@ -121,6 +117,7 @@ class State(Module):
             entry = await self.engine.storage.state.delete(req.scope, req.key)
         return None if entry is None else entry.value
 
+    @handles("state::update", description="Apply update ops atomically to the value under scope/key")
     async def _update(self, inv: Invocation) -> dict[str, Any]:
         req = parse(Update, inv.data, inv.function_id)
         self._check_scope(inv, req.scope)
@@ -129,12 +126,14 @@ class State(Module):
         )
         return change_result(old, new, errors)
 
+    @handles("state::list", description="List the values of a scope")
     async def _list(self, inv: Invocation) -> list[Any]:
         req = parse(Scope, inv.data, inv.function_id)
         self._check_scope(inv, req.scope)
         with storage_errors("LIST_ERROR", inv.function_id):
             return [value for _, value in await self.engine.storage.state.list(req.scope)]
 
+    @handles("state::list_groups", description="List the scopes that hold values")
     async def _list_groups(self, inv: Invocation) -> dict[str, Any]:
         with storage_errors("LIST_GROUPS_ERROR", inv.function_id):
             scopes = await self.engine.storage.state.scopes()
