@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from teamster.app.profiles import HarnessOptions, harness_workers
 from teamster.harness import compaction, events, sessions
-from teamster.harness.compaction import SUMMARY_SYSTEM, cut_point, tokens
+from teamster.harness.compaction import SUMMARY_SYSTEM, cut_point
 from teamster.harness.contracts import (
     AgentMessage,
     AssistantMessage,
@@ -22,11 +22,13 @@ from teamster.harness.contracts import (
     StreamRequest,
     TextBlock,
     UserMessage,
+    estimate_tokens,
 )
 from teamster.harness.providers.stream import Credentials, EventWriter, ProviderError, provider_worker
 from teamster.harness.sessions import COMPACTED_PREFIX
 from teamster.sdk import InvocationError, Worker
 from tests.conftest import Connect, eventually, expect_bad_input
+from tests.harness.test_harness_events import assert_wire_forms
 from tests.harness.test_turns import ADD, Harness, start_harness_with, text_of
 
 # ---- the cut rule, without an engine ---------------------------------------------------------
@@ -60,8 +62,8 @@ def test_the_cut_never_parts_a_call_from_its_results() -> None:
         said("2 and 4"),
     ]
     # Tails from index 2 or 3 fit this budget, but either would keep a result without its call.
-    budget = tokens(messages[2:])
-    assert tokens(messages[1:]) > budget
+    budget = estimate_tokens(messages[2:])
+    assert estimate_tokens(messages[1:]) > budget
     assert cut_point(messages, budget) == 4
 
 
@@ -72,8 +74,8 @@ def test_a_call_and_its_results_stay_together_even_over_budget() -> None:
 
 def test_the_longest_tail_within_budget_is_kept() -> None:
     messages: list[AgentMessage] = [user(f"u{i}") if i % 2 == 0 else said(f"a{i}") for i in range(6)]
-    assert cut_point(messages, tokens(messages[3:])) == 3
-    assert cut_point(messages, tokens(messages[3:]) - 1) == 4
+    assert cut_point(messages, estimate_tokens(messages[3:])) == 3
+    assert cut_point(messages, estimate_tokens(messages[3:]) - 1) == 4
     assert cut_point(messages, 10**6) == 1  # everything fits: the head still keeps the first message
 
 
@@ -193,8 +195,8 @@ async def test_compact_now_summarises_the_head_and_keeps_the_tail(bench: Bench) 
     reply = await bench.compact("s1")
     assert reply["status"] == "ok"
     assert reply["tail_start_id"] == ids[1]  # the call opens the tail, its result with it
-    assert reply["tokens_before"] == tokens(messages)
-    assert reply["tokens_after"] < tokens(messages[1:]) + 100  # the summary replaced the long request
+    assert reply["tokens_before"] == estimate_tokens(messages)
+    assert reply["tokens_after"] < estimate_tokens(messages[1:]) + 100  # the summary replaced the long request
 
     [request] = bench.fake.requests
     assert (request.model, request.system_prompt, request.tools) == ("fake-model", SUMMARY_SYSTEM, [])
@@ -413,6 +415,7 @@ async def test_usage_near_the_window_compacts_after_the_turn(thick: tuple[Harnes
     await eventually(compacted)
     [done] = only(await harness.events("grow"), "compaction_done")
     assert (done["mode"], done["summary_text"]) == ("async", SESSION_SUMMARY)
+    assert_wire_forms([done])
     [summary_call] = tape.calls(summaries=True)
     assert summary_call.model == model  # the session's own provider (tape) and model
     assert LONG in content_of(summary_call.messages[0])

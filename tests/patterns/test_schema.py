@@ -8,15 +8,21 @@ from pathlib import Path
 import jsonschema
 
 from teamster.patterns.events import EVENTS
-from teamster.patterns.schema import DEFAULT_PATH, render
+from teamster.schemas import DEFAULT_DIR
+from teamster.schemas import render as render_schema
 from tests.patterns.conftest import run_inproc
 
 ROOT = Path(__file__).resolve().parents[2]
+NAME = "agent-events.json"
+
+
+def render() -> str:
+    return render_schema(NAME)
 
 
 def test_published_schema_is_current() -> None:
-    published = (ROOT / DEFAULT_PATH).read_text(encoding="utf-8")
-    assert published == render(), "regenerate with: python -m teamster.patterns.schema"
+    published = (ROOT / DEFAULT_DIR / NAME).read_text(encoding="utf-8")
+    assert published == render(), "regenerate with: python -m teamster.schemas"
 
 
 def test_schema_names_every_event_type() -> None:

@@ -25,16 +25,16 @@ from teamster.harness import (
     skills,
     trigger,
 )
-from teamster.harness.orchestrator import Settings
+from teamster.harness.orchestrator import TurnSettings
 from teamster.harness.orchestrator import create_worker as orchestrator
 from teamster.harness.providers import anthropic, local, openai, scripted
 from teamster.sdk import Worker
 
 Profile = Literal["thin", "thick"]
-THIN = Settings(
+THIN = TurnSettings(
     policy=False, approvals=False, budgets=False, hooks=False, compaction=False, skills=False, catalog=False
 )
-THICK = Settings()
+THICK = TurnSettings()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from teamster.app import store
 from teamster.engine.config import EngineConfig
-from teamster.harness import approval, budget, compaction, events, sessions, trigger
+from teamster.harness import approval, budget, compaction, contracts, events, sessions, trigger
 from teamster.harness.orchestrator import exclusive, runtime
 from teamster.patterns import functions
 
@@ -37,7 +37,8 @@ SCOPES: tuple[str, ...] = (
 )
 STREAMS: tuple[str, ...] = (
     events.STREAM,  # agent::events: every session's events, transcripts included
-    events.TURN_END_STREAM,
+    contracts.DECISIONS_STREAM,  # a person decided a parked call (the orchestrator wakes on it)
+    contracts.TURN_END_STREAM,
     store.EVENTS,  # app::run_events
 )
 

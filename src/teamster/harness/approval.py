@@ -1,7 +1,9 @@
 """The `approval-gate` worker: human decisions on parked calls and per-session approval settings (iii-harness §4).
 
-`approval::resolve` records a human's allow/deny for one parked call at `approvals/<sid>/<cid>`,
-where the orchestrator's state trigger picks it up; the first decision of a call stands. The settings functions keep
+`approval::resolve` records a human's allow/deny for one parked call at `approvals/<sid>/<cid>` and
+announces it on the `approval::decisions` stream (a `stream::send`: nothing stored there), which wakes
+the orchestrator; the first decision of a call stands. `approval::decisions` reads recorded decisions
+back: no other worker reads this worker's scopes. The settings functions keep
 `approval_settings/<sid>` = `{mode, always_allow, approved_always, mode_set_at}`, and
 `approval::decide` applies them for the orchestrator before it consults policy.
 
@@ -25,13 +27,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from teamster.harness.contracts import (
+    DECISIONS_STREAM,
+    ApprovalCheck,
+    DecisionMade,
+    Decisions,
+    DecisionsQuery,
+    HumanDecision,
+)
 from teamster.protocol.access import mark
+from teamster.protocol.handles import handles
 from teamster.sdk import Worker
 
 log = logging.getLogger("teamster.harness.approval")
 
 APPROVALS_SCOPE = "approvals"
 SETTINGS_SCOPE = "approval_settings"
+HUMAN = mark("human")
 HUMAN_ONLY = frozenset(
     {
         "approval::resolve",
@@ -64,13 +76,6 @@ class ApprovalSettings(BaseModel):
         return any(grant.function_id == function_id for grant in getattr(self, which))
 
 
-class Verdict(BaseModel):
-    """The reply of `approval::decide`."""
-
-    decision: Literal["allow", "ask", "deny"]
-    reason: str
-
-
 class ResolveRequest(BaseModel):
     session_id: str
     function_call_id: str
@@ -91,13 +96,16 @@ class FunctionRequest(SessionRequest):
 
 
 class ApprovalGate:
-    """The handlers, with what they share: the worker to call state through and the default mode."""
+    """The handlers, with what they share: the worker to call state through and the default mode.
+
+    Every function but `approval::decide` and `approval::decisions` is marked `human`."""
 
     def __init__(self, worker: Worker, default_mode: Mode) -> None:
         self.worker = worker
         self.default_mode = default_mode
         self._lock = asyncio.Lock()
 
+    @handles("approval::resolve", metadata=HUMAN)
     async def resolve(self, req: ResolveRequest) -> dict[str, Any]:
         """Record a human's allow/deny for a parked call; the orchestrator resumes on the state change.
 
@@ -115,12 +123,42 @@ class ApprovalGate:
                 return {"ok": False, "error": "already_decided", "decision": stored["decision"]}
             value = {"decision": req.decision, "reason": req.reason}
             await self.worker.trigger("state::set", {"scope": APPROVALS_SCOPE, "key": key, "value": value})
+        made = DecisionMade(
+            session_id=req.session_id, function_call_id=req.function_call_id, decision=req.decision, reason=req.reason
+        )
+        await self.worker.trigger(
+            "stream::send",
+            {
+                "stream_name": DECISIONS_STREAM,
+                "group_id": req.session_id,
+                "id": req.function_call_id,
+                "type": "decided",
+                "data": made.model_dump(mode="json"),
+            },
+        )
         return {"ok": True}
 
+    @handles("approval::decisions")
+    async def decisions(self, req: DecisionsQuery) -> Decisions:
+        """The recorded decisions among a session's parked calls (an undecided call is left out)."""
+        found: dict[str, HumanDecision] = {}
+        for call_id in req.function_call_ids:
+            if not _valid_id(call_id):
+                continue
+            key = f"{req.session_id}/{call_id}"
+            stored = await self.worker.trigger("state::get", {"scope": APPROVALS_SCOPE, "key": key})
+            try:
+                found[call_id] = HumanDecision.model_validate(stored)
+            except ValidationError:
+                continue  # not a decision (absent, or malformed): the call stays parked
+        return Decisions(decisions=found)
+
+    @handles("approval::get_settings", metadata=HUMAN)
     async def get_settings(self, req: SessionRequest) -> ApprovalSettings:
         """A session's approval settings (defaults when it has none)."""
         return await self._read(req.session_id)
 
+    @handles("approval::set_mode", metadata=HUMAN)
     async def set_mode(self, req: ModeRequest) -> ApprovalSettings:
         """Switch a session between manual, auto and full approval."""
         return await self._update(
@@ -129,14 +167,17 @@ class ApprovalGate:
             {"type": "set", "path": "mode_set_at", "value": _now_ms()},
         )
 
+    @handles("approval::add_always_allow", metadata=HUMAN)
     async def add_always_allow(self, req: FunctionRequest) -> ApprovalSettings:
         """Let a function run without asking while the session is in auto mode."""
         return await self._grant("always_allow", req)
 
+    @handles("approval::approve_always", metadata=HUMAN)
     async def approve_always(self, req: FunctionRequest) -> ApprovalSettings:
         """Let a function run without asking in every mode."""
         return await self._grant("approved_always", req)
 
+    @handles("approval::remove_always_allow", metadata=HUMAN)
     async def remove_always_allow(self, req: FunctionRequest) -> ApprovalSettings:
         """Take a function off the session's auto-mode allow list."""
         async with self._lock:
@@ -146,24 +187,26 @@ class ApprovalGate:
             kept = [g.model_dump() for g in settings.always_allow if g.function_id != req.function_id]
             return await self._update(req.session_id, {"type": "set", "path": "always_allow", "value": kept})
 
+    @handles("approval::clear_settings", metadata=HUMAN)
     async def clear_settings(self, req: SessionRequest) -> ApprovalSettings:
         """Forget a session's settings, back to the defaults."""
         async with self._lock:
             await self.worker.trigger("state::delete", {"scope": SETTINGS_SCOPE, "key": req.session_id})
         return self._defaults()
 
-    async def decide(self, req: FunctionRequest) -> Verdict:
+    @handles("approval::decide")
+    async def decide(self, req: FunctionRequest) -> ApprovalCheck:
         """Whether the session's settings alone allow a call, before policy is consulted (the mode matrix)."""
         if req.function_id in HUMAN_ONLY:
-            return Verdict(decision="deny", reason="human_only_function")
+            return ApprovalCheck(decision="deny", reason="human_only_function")
         settings = await self._read(req.session_id)
         if settings.mode == "full":
-            return Verdict(decision="allow", reason="mode_full")
+            return ApprovalCheck(decision="allow", reason="mode_full")
         if settings.grants("approved_always", req.function_id):
-            return Verdict(decision="allow", reason="approved_always")
+            return ApprovalCheck(decision="allow", reason="approved_always")
         if settings.mode == "auto" and settings.grants("always_allow", req.function_id):
-            return Verdict(decision="allow", reason="always_allow")
-        return Verdict(decision="ask", reason="no_grant")
+            return ApprovalCheck(decision="allow", reason="always_allow")
+        return ApprovalCheck(decision="ask", reason="no_grant")
 
     async def _grant(self, which: GrantList, req: FunctionRequest) -> ApprovalSettings:
         async with self._lock:
@@ -200,18 +243,7 @@ class ApprovalGate:
 def create_worker(default_mode: Mode = "manual") -> Worker:
     """The approval-gate worker; sessions that never chose a mode get `default_mode`."""
     worker = Worker("approval-gate", description="Human approval of parked calls and per-session approval settings")
-    gate = ApprovalGate(worker, default_mode)
-    for function_id, handler in (
-        ("approval::resolve", gate.resolve),
-        ("approval::get_settings", gate.get_settings),
-        ("approval::set_mode", gate.set_mode),
-        ("approval::add_always_allow", gate.add_always_allow),
-        ("approval::remove_always_allow", gate.remove_always_allow),
-        ("approval::approve_always", gate.approve_always),
-        ("approval::clear_settings", gate.clear_settings),
-        ("approval::decide", gate.decide),
-    ):
-        worker.register_function(function_id, handler, metadata=mark("human") if function_id in HUMAN_ONLY else None)
+    worker.serve(ApprovalGate(worker, default_mode))
     return worker
 
 

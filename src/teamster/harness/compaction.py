@@ -7,6 +7,10 @@ Two ways in, one procedure:
   `events::emit` also writes every `turn_end` to); it compacts when the turn's token usage reached
   `trigger_ratio` of the usable window, so the next turn need not wait for a preflight compaction.
 
+Without a `model`, the session's model is the one its run streams from (`run::model`, the orchestrator's),
+looked up in the catalog (`models::get`). The usable window and the token estimate are the preflight's own
+rule (`contracts.usable_tokens`, `contracts.estimate_tokens`).
+
 A compaction keeps the recent tail (cut only where no function call is parted from its result),
 summarises everything before it with the session's own provider, and appends a compaction entry through
 `session-tree::compact`; `session-tree::messages` then reads as the summary followed by the tail. A lease
@@ -15,41 +19,42 @@ in state keeps two compactions of one session apart.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, TypeAdapter, ValidationError
+from pydantic import AliasChoices, Field
 
+from teamster.harness.assistant_stream import stream_assistant
 from teamster.harness.contracts import (
+    TURN_END_STREAM,
     AgentMessage,
     AssistantMessage,
-    AssistantMessageEvent,
     ContentBlock,
-    DoneEvent,
-    ErrorEvent,
     FunctionCallBlock,
     FunctionResultMessage,
     ImageBlock,
     Model,
+    RunModel,
     Shape,
     StreamRequest,
     TextBlock,
+    Transcript,
+    TranscriptRow,
     UserMessage,
+    estimate_tokens,
+    usable_tokens,
 )
+from teamster.harness.harness_events import CompactionDone, TurnEnd, encode
 from teamster.harness.lease import Lease
 from teamster.protocol import InvocationError
-from teamster.sdk import ChannelReader, Worker
+from teamster.protocol.handles import handles
+from teamster.sdk import Worker
 
 LEASE_SCOPE = "compaction_lease"
-RUN_REQUESTS = "run_request"  # the orchestrator's run request per session: the session's provider and model
-TURN_END_STREAM = "agent::turn_end"
-DEFAULT_RESERVE = 20_000  # output tokens kept free when the model names no max_output_tokens (as the preflight)
 RESULT_CHARS = 2_000  # a function result is cut to this many characters in the summary prompt
-READER_GRACE_S = 2.0  # after the provider call ends, how long its last frames may still take
 
 SESSION_NOT_FOUND = "session_not_found"
 MODEL_UNKNOWN = "model_unknown"
@@ -70,11 +75,10 @@ SUMMARY_SYSTEM = (
 # request began, so this one did nothing. skipped (turn_end only): usage below the trigger, or no model known.
 Status = Literal["ok", "overflow", "empty", "busy", "concurrent", "skipped"]
 Mode = Literal["sync", "async"]
-_EVENT: TypeAdapter[AssistantMessageEvent] = TypeAdapter(AssistantMessageEvent)
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class CompactionSettings:
     """Thresholds and timings; the defaults follow the reference's context-compaction worker."""
 
     trigger_ratio: float = 0.8  # on turn_end, compact once usage reaches this share of the usable window
@@ -94,13 +98,9 @@ class Settings:
 
 class CompactNow(Shape):
     session_id: str = Field(min_length=1)
-    model: Model | None = None  # default: the session's run request, looked up with models::get
+    model: Model | None = None  # default: the model of the session's run (run::model), from the catalog
     tail_tokens: int | None = Field(default=None, ge=0)  # default: the settings' share of the usable window
-    wait_ms: int | None = Field(default=None, ge=0)  # default: Settings.busy_wait_s
-
-
-class TurnEnd(Shape):
-    message: AssistantMessage | None = None
+    wait_ms: int | None = Field(default=None, ge=0)  # default: CompactionSettings.busy_wait_s
 
 
 class TurnEndItem(Shape):
@@ -124,15 +124,6 @@ class CompactReply(Shape):
     tokens_after: int = 0
 
 
-class _Row(Shape):
-    entry_id: str
-    message: AgentMessage
-
-
-class _View(Shape):
-    messages: list[_Row]
-
-
 class _Compaction(Shape):
     id: str
     timestamp: int
@@ -142,68 +133,66 @@ class _Compactions(Shape):
     entries: list[_Compaction]
 
 
-class _RunRequest(Shape):
-    provider: str
-    model: str
-
-
 # ---- the worker ------------------------------------------------------------------------------
 
 
-def create_worker(settings: Settings | None = None) -> Worker:
+def create_worker(settings: CompactionSettings | None = None) -> Worker:
     """The `context-compaction` worker, its turn_end trigger bound, ready to connect or attach."""
     worker = Worker("context-compaction", description="Summarises old session history to fit the model")
-    compactor = _Compactor(worker, settings or Settings())
+    worker.serve(Compactor(worker, settings or CompactionSettings()))
+    worker.register_trigger("stream", "context-compaction::compact_session", {"stream_name": TURN_END_STREAM})
+    return worker
 
-    @worker.function("context-compaction::compact_now")
-    async def compact_now(req: CompactNow) -> CompactReply:
+
+class Compactor:
+    """The handlers and one compaction's steps: lease, cut, summary, entry, event; all through function ids."""
+
+    def __init__(self, worker: Worker, settings: CompactionSettings) -> None:
+        self.worker = worker
+        self.settings = settings
+
+    @handles("context-compaction::compact_now")
+    async def compact_now(self, req: CompactNow) -> CompactReply:
         """Compact a session now, waiting up to wait_ms for a compaction already running."""
         started = now_ms()
-        if not await compactor.view(req.session_id):
+        if not await self.view(req.session_id):
             raise InvocationError(SESSION_NOT_FOUND, f"session {req.session_id} has no messages (unknown session?)")
-        model = await compactor.model(req.session_id, req.model)
-        wait_s = compactor.settings.busy_wait_s if req.wait_ms is None else req.wait_ms / 1000
-        return await compactor.run(req.session_id, model, "sync", since=started, wait_s=wait_s, tail=req.tail_tokens)
+        model = await self.model(req.session_id, req.model)
+        wait_s = self.settings.busy_wait_s if req.wait_ms is None else req.wait_ms / 1000
+        return await self.run(req.session_id, model, "sync", since=started, wait_s=wait_s, tail=req.tail_tokens)
 
-    @worker.function("context-compaction::compact_session")
-    async def compact_session(frame: TurnEndFrame) -> CompactReply:
+    @handles("context-compaction::compact_session")
+    async def compact_session(self, frame: TurnEndFrame) -> CompactReply:
         """On turn_end: compact when the turn's usage reached the trigger share of the usable window."""
         session_id, message = frame.group_id, frame.event.data.message
         if message is None or message.usage is None:
             return CompactReply(status="skipped")
         try:
-            model = await compactor.model(session_id, None)
+            model = await self.model(session_id, None)
         except InvocationError as exc:
             if exc.code == MODEL_UNKNOWN:
                 return CompactReply(status="skipped")  # no window to measure against
             raise
         usage = message.usage
         used = usage.input + usage.output + usage.cache_read + usage.cache_write
-        if used < compactor.settings.trigger_ratio * usable(model):
+        if used < self.settings.trigger_ratio * usable_tokens(model):
             return CompactReply(status="skipped")
         # The usage describes the context as sent when the message began: a compaction since then makes it stale.
         since = message.timestamp or None
-        return await compactor.run(session_id, model, "async", since=since, wait_s=0.0, tail=None)
-
-    worker.register_trigger("stream", "context-compaction::compact_session", {"stream_name": TURN_END_STREAM})
-    return worker
-
-
-class _Compactor:
-    """One compaction: lease, cut, summary, entry, event; every step through function ids."""
-
-    def __init__(self, worker: Worker, settings: Settings) -> None:
-        self.worker = worker
-        self.settings = settings
+        return await self.run(session_id, model, "async", since=since, wait_s=0.0, tail=None)
 
     async def model(self, session_id: str, given: Model | None) -> Model:
-        """The model whose window the session must fit: the one given, else the run request's in the catalog."""
+        """The model whose window the session must fit: the one given, else its run's model in the catalog."""
         if given is not None:
             return given
-        stored = await self.worker.trigger("state::get", {"scope": RUN_REQUESTS, "key": session_id})
+        try:
+            stored = await self.worker.trigger("run::model", {"session_id": session_id})
+        except InvocationError as exc:
+            problem = f"the model of session {session_id} is unknown: {exc.message}"
+            raise InvocationError(MODEL_UNKNOWN, problem) from exc
         if stored is None:
             raise InvocationError(MODEL_UNKNOWN, f"session {session_id} has no run request: pass `model`")
-        run = _RunRequest.model_validate(stored)
+        run = RunModel.model_validate(stored)
         found = await self.worker.trigger("models::get", {"provider": run.provider, "model_id": run.model})
         if found is None:
             raise InvocationError(
@@ -211,10 +200,10 @@ class _Compactor:
             )
         return Model.model_validate(found)
 
-    async def view(self, session_id: str) -> list[_Row]:
+    async def view(self, session_id: str) -> list[TranscriptRow]:
         """The session's messages as its model sees them (an earlier summary first, when there is one)."""
         reply = await self.worker.trigger("session-tree::messages", {"session_id": session_id})
-        return _View.model_validate(reply).messages
+        return Transcript.model_validate(reply).messages
 
     async def run(
         self, session_id: str, model: Model, mode: Mode, *, since: int | None, wait_s: float, tail: int | None
@@ -238,8 +227,8 @@ class _Compactor:
             return CompactReply(status="concurrent", compaction_entry_id=earlier[-1].id)
         rows = await self.view(session_id)
         messages = [row.message for row in rows]
-        window = usable(model)
-        before = tokens(messages)
+        window = usable_tokens(model)
+        before = estimate_tokens(messages)
         # An earlier summary alone is not worth summarising again: the head must hold a newer message.
         first = 2 if rows and rows[0].entry_id in {c.id for c in earlier} else 1
         cut = cut_point(messages, self.settings.tail_budget(window) if tail is None else tail, first)
@@ -254,22 +243,16 @@ class _Compactor:
             {"session_id": session_id, "summary": summary, "tokens_before": before, "tail_start_id": tail_start_id},
         )
         entry_id = str(written["entry_id"])
-        after = tokens([row.message for row in await self.view(session_id)])
-        await self.worker.trigger(
-            "events::emit",
-            {
-                "session_id": session_id,
-                "event": {
-                    "type": "compaction_done",
-                    "mode": mode,
-                    "summary_text": summary,
-                    "tokens_before": before,
-                    "tokens_after": after,
-                    "compaction_entry_id": entry_id,
-                    "tail_start_id": tail_start_id,
-                },
-            },
+        after = estimate_tokens([row.message for row in await self.view(session_id)])
+        done = CompactionDone(
+            mode=mode,
+            summary_text=summary,
+            tokens_before=before,
+            tokens_after=after,
+            compaction_entry_id=entry_id,
+            tail_start_id=tail_start_id,
         )
+        await self.worker.trigger("events::emit", {"session_id": session_id, "event": encode(done)})
         return CompactReply(
             status="overflow" if after >= window else "ok",
             compaction_entry_id=entry_id,
@@ -281,40 +264,22 @@ class _Compactor:
     async def _summarise(self, model: Model, head: list[AgentMessage]) -> str:
         """The summary of `head`, from the session's own provider and model, read off its channel."""
         prompt = f"Summarise this conversation:\n\n<conversation>\n{render(head)}\n</conversation>"
-        writer, reader = await self.worker.create_channel()
-        request = StreamRequest(
-            writer_ref=writer.ref,
-            system_prompt=SUMMARY_SYSTEM,
-            model=model.id,
-            messages=[UserMessage(content=prompt, timestamp=now_ms())],
-        )
-        call = asyncio.ensure_future(
-            self.worker.trigger(
-                f"provider::{model.provider}::stream",
-                request.model_dump(mode="json"),
-                timeout=self.settings.provider_timeout_s,
+
+        def request(writer_ref: dict[str, Any]) -> StreamRequest:
+            return StreamRequest(
+                writer_ref=writer_ref,
+                system_prompt=SUMMARY_SYSTEM,
+                model=model.id,
+                messages=[UserMessage(content=prompt, timestamp=now_ms())],
             )
-        )
-        reading = asyncio.ensure_future(_final_message(reader))
-        failure = "the provider's channel closed without a final message"
-        try:
-            await asyncio.wait({call, reading}, return_when=asyncio.FIRST_COMPLETED)
-            if not reading.done():
-                await asyncio.wait({reading}, timeout=READER_GRACE_S)  # the provider closes its end as it returns
-            try:
-                await call
-            except InvocationError as exc:
-                failure = exc.message
-        finally:
-            call.cancel()
-            reading.cancel()
-        final: AssistantMessage | None = None
-        if reading.done() and not reading.cancelled():
-            if (broken := reading.exception()) is not None:
-                failure = f"the channel failed: {broken}"
-            else:
-                final = reading.result()
+
+        outcome = await stream_assistant(self.worker, model.provider, request, self.settings.provider_timeout_s)
+        final = outcome.final
         if final is None:
+            if outcome.broken is not None:
+                failure = f"the channel failed: {outcome.broken}"
+            else:
+                failure = outcome.failure or "the provider's channel closed without a final message"
             raise InvocationError(SUMMARY_FAILED, f"provider {model.provider}: {failure}")
         if final.stop_reason in ("error", "aborted"):
             raise InvocationError(SUMMARY_FAILED, f"provider {model.provider}: {final.error_message or 'failed'}")
@@ -329,16 +294,6 @@ class _Compactor:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def usable(model: Model) -> int:
-    """The input tokens a model takes with room left for its reply (the orchestrator's preflight rule)."""
-    return max(0, model.context_window - (model.max_output_tokens or DEFAULT_RESERVE))
-
-
-def tokens(messages: list[AgentMessage]) -> int:
-    """A cheap estimate, the preflight's: four characters of JSON a token."""
-    return sum(len(m.model_dump_json()) for m in messages) // 4
 
 
 def cut_point(messages: list[AgentMessage], tail_tokens: int, first: int = 1) -> int | None:
@@ -396,18 +351,3 @@ def _text(content: str | list[ContentBlock]) -> str:
         for block in content
         if isinstance(block, TextBlock | ImageBlock)
     )
-
-
-async def _final_message(reader: ChannelReader) -> AssistantMessage | None:
-    """The terminal message of a provider stream: `done`'s message or `error`'s error message."""
-    final: AssistantMessage | None = None
-    async for frame in reader:
-        try:
-            event = _EVENT.validate_json(frame)
-        except ValidationError:
-            continue  # a frame we cannot read is skipped, not fatal
-        if isinstance(event, DoneEvent):
-            final = event.message
-        elif isinstance(event, ErrorEvent):
-            final = event.error
-    return final

@@ -1,13 +1,23 @@
-"""Data shapes shared by harness workers (iii-harness.md §2.5, §2.6, §3, §7.3, §7.4). Shapes only, no logic.
+"""Data shapes shared by harness workers (iii-harness.md §2.5, §2.6, §3, §4, §6, §7.3, §7.4).
 
-Workers never import each other; when two of them exchange a payload, its model lives here.
+Workers never import each other; when two of them exchange a payload, its model lives here, and a
+worker reading another's reply validates it with that model at the boundary. Shapes only, apart from
+the context-window arithmetic at the end, which the orchestrator's preflight and the compaction worker
+must agree on and which runs on every turn (too hot for a function call).
+
+The harness events (what a session's `agent::events` stream carries) are in `harness_events`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Streams one worker writes and another binds a trigger on: the names are part of the exchange.
+TURN_END_STREAM = "agent::turn_end"  # every turn_end event, written by the events worker (compaction listens)
+DECISIONS_STREAM = "approval::decisions"  # the approval worker announces each decision (the orchestrator wakes)
 
 
 class Shape(BaseModel):
@@ -253,3 +263,115 @@ class DenialEnvelope(Shape):
     matched_constraint: MatchedConstraint | None = None
     args_excerpt: str | None = None
     reason: str
+
+
+class BudgetCheck(Shape):
+    """The reply of `budget::check`."""
+
+    allowed: bool
+    remaining_usd: float | None = None
+    reason: str | None = None
+
+
+# ---- approvals (§4) --------------------------------------------------------------------------
+
+
+class ApprovalCheck(Shape):
+    """The reply of `approval::decide`: whether a session's approval settings alone settle a call."""
+
+    decision: Literal["allow", "ask", "deny"]
+    reason: str
+
+
+class HumanDecision(Shape):
+    """A person's decision on one parked call, as `approval::resolve` records it."""
+
+    decision: Literal["allow", "deny", "aborted"]
+    reason: str | None = None
+
+
+class DecisionsQuery(Shape):
+    """The payload of `approval::decisions`: which parked calls of a session to look up."""
+
+    session_id: str = Field(min_length=1)
+    function_call_ids: list[str]
+
+
+class Decisions(Shape):
+    """The reply of `approval::decisions`: the decided calls among those asked for, by call id."""
+
+    decisions: dict[str, HumanDecision] = Field(default_factory=dict)
+
+
+class DecisionMade(Shape):
+    """An item of the `approval::decisions` stream: a person decided a parked call (the orchestrator wakes)."""
+
+    session_id: str
+    function_call_id: str
+    decision: Literal["allow", "deny", "aborted"]
+    reason: str | None = None
+
+
+# ---- hooks (§6) ------------------------------------------------------------------------------
+
+
+class BeforeVerdict(Shape):
+    """The reply of `hook-fanout::before`: the first blocking subscriber's reply, or `{block: false}`."""
+
+    block: bool = False
+    reason: str | None = None
+
+
+class PublishStatus(Shape):
+    ok: bool
+    error: str | None = None
+
+
+ResolvedBy = Literal["expected", "quiescence", "deadline", "deadline_no_replies", "no_subscribers", "publish_failed"]
+
+
+class Collected(Shape):
+    """The reply of `hook-fanout::publish_collect`."""
+
+    event_id: str
+    replies: list[Any]
+    merged: Any
+    publish: PublishStatus
+    publish_failed: bool = False
+    resolved_by: ResolvedBy
+
+
+# ---- sessions (§2.1) -------------------------------------------------------------------------
+
+
+class TranscriptRow(Shape):
+    entry_id: str
+    message: AgentMessage
+
+
+class Transcript(Shape):
+    """The reply of `session-tree::messages`: the messages a model sees (a summary first, after a compaction)."""
+
+    messages: list[TranscriptRow]
+
+
+class RunModel(Shape):
+    """The reply of `run::model`: the provider and model a session's run streams from."""
+
+    provider: str
+    model: str
+
+
+# ---- context-window arithmetic (the preflight rule) ------------------------------------------
+
+DEFAULT_RESERVE = 20_000  # output tokens kept free when the model names no max_output_tokens
+
+
+def usable_tokens(model: Model) -> int:
+    """The input tokens a model takes with room left for its reply."""
+    return max(0, model.context_window - (model.max_output_tokens or DEFAULT_RESERVE))
+
+
+def estimate_tokens(messages: Sequence[BaseModel]) -> int:
+    """A cheap estimate: four characters of JSON a token."""
+    return sum(len(m.model_dump_json()) for m in messages) // 4

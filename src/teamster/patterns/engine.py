@@ -26,9 +26,15 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from teamster.harness.contracts import AssistantMessage, FunctionCallBlock, FunctionResultMessage, TextBlock
+from teamster.harness.harness_events import (
+    HARNESS_EVENTS,
+    AgentEnd,
+    ApprovalRequested,
+    MessageComplete,
+    TurnEnd,
+    TurnStateChanged,
+)
 from teamster.harness.providers.stream import result_text
 from teamster.patterns.agents import AgentCall, AgentError, AgentResult, OnStep, Step, ToolUse
 from teamster.patterns.events import ApprovalRequest
@@ -39,7 +45,6 @@ from teamster.sdk import Worker
 EVENTS = "agent::events"
 RESYNC_S = 30.0  # a wake-up lost on the way (a reconnecting client) delays a call by at most this much
 WAKING = frozenset({"turn_end", "agent_end", "approval_requested"})  # the events a waiting call acts on
-_RESULTS: TypeAdapter[list[FunctionResultMessage]] = TypeAdapter(list[FunctionResultMessage])
 
 
 class EngineClient:
@@ -211,34 +216,35 @@ class EngineAgents:
         while True:
             woken.clear()  # before the read: a wake-up during it makes the next wait return at once
             page = await self._call(agent, "events::list", {"session_id": session_id, "after": cursor})
-            for event in page["events"]:
-                cursor = event["seq"]
-                kind = event["type"]
-                if kind == "turn_end" and event.get("message") is not None:
-                    message = AssistantMessage.model_validate(event["message"])
+            for raw in page["events"]:
+                event = HARNESS_EVENTS.validate_python(raw)
+                cursor = event.seq or cursor
+                if isinstance(event, TurnEnd) and event.message is not None:
+                    message = event.message
                     if message.stop_reason in ("error", "aborted"):
                         continue  # the failure itself arrives as message_complete
-                    step = _step(len(result.steps), message, _RESULTS.validate_python(event["function_results"]), tools)
+                    step = _step(len(result.steps), message, event.function_results, tools)
                     result.steps.append(step)
                     if message.usage is not None:
                         result.input_tokens += message.usage.input
                         result.output_tokens += message.usage.output
                     on_step(step)
-                elif kind == "approval_requested" and self.on_approval is not None:
+                elif isinstance(event, ApprovalRequested) and self.on_approval is not None:
                     self.on_approval(
                         ApprovalRequest(
-                            call_id=event["function_call_id"],
+                            call_id=event.function_call_id,
                             session_id=session_id,
                             agent=agent,
-                            function_id=event["function_id"],
-                            arguments=event.get("args") or {},
+                            function_id=event.function_id,
+                            arguments=event.args,
                         )
                     )
-                elif kind == "message_complete":
-                    failure = _failure(event["message"]) or failure
-                elif kind == "turn_state_changed" and event["new_value"].get("state") == "failed":
-                    failure = f"the turn failed: {failure or event['new_value'].get('error', {}).get('message')}"
-                elif kind == "agent_end":
+                elif isinstance(event, MessageComplete):
+                    failure = _failure(event.message) or failure
+                elif isinstance(event, TurnStateChanged) and event.new_value.state == "failed":
+                    error = event.new_value.error
+                    failure = f"the turn failed: {failure or (error.message if error is not None else None)}"
+                elif isinstance(event, AgentEnd):
                     if failure is not None:
                         raise AgentError(f"{agent}: {failure}")
                     return result
@@ -272,9 +278,8 @@ def _step(
     return Step(index=index, text=text, tool_uses=uses)
 
 
-def _failure(raw: dict[str, Any]) -> str | None:
+def _failure(message: AssistantMessage) -> str | None:
     """The reason of an assistant message that ends the run badly (a provider error, a refusal, an abort)."""
-    message = AssistantMessage.model_validate(raw)
     if message.stop_reason not in ("error", "aborted"):
         return None
     text = "".join(b.text for b in message.content if isinstance(b, TextBlock))

@@ -10,7 +10,10 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from teamster.harness.contracts import (
+    ApprovalCheck,
     AssistantMessage,
+    BeforeVerdict,
+    Collected,
     DenialEnvelope,
     FunctionCallBlock,
     FunctionResultMessage,
@@ -33,13 +36,15 @@ LINK_LOST = "CONNECTION_LOST"
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Clearance:
+    """What the gates together say of one call: run it, refuse it (with the refusal as its result), or park it."""
+
     kind: Literal["allow", "deny", "pending"]
     denial: FunctionResultMessage | None = None
 
 
-ALLOW = Verdict("allow")
-PENDING = Verdict("pending")
+ALLOW = Clearance("allow")
+PENDING = Clearance("pending")
 
 
 def plan(message: AssistantMessage, native: list[str], meta: bool = True) -> list[PreparedCall]:
@@ -67,7 +72,7 @@ def plan(message: AssistantMessage, native: list[str], meta: bool = True) -> lis
     return prepared
 
 
-async def consult(rt: Runtime, session_id: str, call: Call) -> Verdict:
+async def consult(rt: Runtime, session_id: str, call: Call) -> Clearance:
     """The target's access mark, approval settings, then policy, then before-hooks; any gate that fails
     to answer denies."""
     try:
@@ -82,18 +87,20 @@ async def consult(rt: Runtime, session_id: str, call: Call) -> Verdict:
     context = {"session_id": session_id, "function_call": call.model_dump()}
     if settings.approvals:
         try:
-            decided = await rt.call(
+            raw = await rt.call(
                 "approval::decide",
                 {"session_id": session_id, "function_id": call.function_id},
                 timeout=settings.policy_timeout_s,
             )
-        except InvocationError as exc:
-            return deny(call, "gate_unavailable", f"approval settings unreachable: {exc.message}")
-        if decided["decision"] == "deny":
+            decided = ApprovalCheck.model_validate(raw)
+        except (InvocationError, ValidationError) as exc:
+            reason = exc.message if isinstance(exc, InvocationError) else "malformed reply"
+            return deny(call, "gate_unavailable", f"approval settings unreachable: {reason}")
+        if decided.decision == "deny":
             return deny(
-                call, "permissions", f"{call.function_id} can only be called by a person", rule_id=decided.get("reason")
+                call, "permissions", f"{call.function_id} can only be called by a person", rule_id=decided.reason
             )
-        if decided["decision"] == "allow":
+        if decided.decision == "allow":
             return ALLOW
     if settings.policy:
         try:
@@ -114,13 +121,14 @@ async def consult(rt: Runtime, session_id: str, call: Call) -> Verdict:
             return deny(call, "permissions", f"{call.function_id} needs approval, and no approval worker runs")
     if settings.hooks:
         try:
-            hooked = await rt.call("hook-fanout::before", {"topic": BEFORE_TOPIC, "payload": context})
-        except InvocationError as exc:
-            return deny(call, "gate_unavailable", f"before-hook unavailable: {exc.message}")
-        if hooked.get("block"):
-            return deny(
-                call, "permissions", str(hooked.get("reason") or "blocked by a before-hook"), rule_id="before_hook"
+            hooked = BeforeVerdict.model_validate(
+                await rt.call("hook-fanout::before", {"topic": BEFORE_TOPIC, "payload": context})
             )
+        except (InvocationError, ValidationError) as exc:
+            reason = exc.message if isinstance(exc, InvocationError) else "malformed reply"
+            return deny(call, "gate_unavailable", f"before-hook unavailable: {reason}")
+        if hooked.block:
+            return deny(call, "permissions", hooked.reason or "blocked by a before-hook", rule_id="before_hook")
     return ALLOW
 
 
@@ -179,7 +187,7 @@ def deny(
     *,
     rule_id: str | None = None,
     policy: PolicyDecision | None = None,
-) -> Verdict:
+) -> Clearance:
     envelope = DenialEnvelope(
         denied_by=denied_by,
         function_id=call.function_id,
@@ -189,7 +197,7 @@ def deny(
         args_excerpt=json.dumps(call.arguments)[:200],
         reason=reason,
     )
-    return Verdict("deny", result_of(call, reason, envelope.model_dump(exclude_none=True), True))
+    return Clearance("deny", result_of(call, reason, envelope.model_dump(exclude_none=True), True))
 
 
 def result_of(call: Call, text: str, details: Any, is_error: bool, *, terminate: bool = False) -> FunctionResultMessage:
@@ -219,7 +227,7 @@ def _normalise(call: Call, value: Any) -> FunctionResultMessage:
 async def _after_hook(rt: Runtime, call: Call, result: FunctionResultMessage) -> FunctionResultMessage:
     """Subscribers may rewrite a result; a hook that fails keeps the original."""
     try:
-        reply = await rt.call(
+        raw = await rt.call(
             "hook-fanout::publish_collect",
             {
                 "topic": AFTER_TOPIC,
@@ -228,11 +236,12 @@ async def _after_hook(rt: Runtime, call: Call, result: FunctionResultMessage) ->
                 "timeout_ms": rt.settings.hook_timeout_ms,
             },
         )
-    except InvocationError as exc:
+        reply = Collected.model_validate(raw)
+    except (InvocationError, ValidationError) as exc:
         log.warning("after-hook for %s failed, result kept: %s", call.function_id, exc)
         return result
-    merged = reply.get("merged")
-    if not reply.get("replies") or not isinstance(merged, dict):
+    merged = reply.merged
+    if not reply.replies or not isinstance(merged, dict):
         return result
     # field_merge starts from our payload, so a subscriber's rewrite arrives as top-level fields.
     update = {key: merged[key] for key in ("content", "details", "terminate") if key in merged}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from teamster.harness.contracts import FunctionSpec
-from teamster.harness.orchestrator.record import RunRequest
+from teamster.harness.orchestrator.record import RunSpec
 from teamster.harness.orchestrator.runtime import Runtime
 
 AGENT_TRIGGER = "agent_trigger"
@@ -37,7 +37,7 @@ def agent_trigger_spec() -> FunctionSpec:
     )
 
 
-async def system_prompt(runtime: Runtime, request: RunRequest) -> str:
+async def system_prompt(runtime: Runtime, request: RunSpec) -> str:
     """A non-empty `system_prompt` on the run wins verbatim; otherwise mode, identity and skills."""
     if request.system_prompt:
         return request.system_prompt

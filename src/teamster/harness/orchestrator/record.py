@@ -1,4 +1,4 @@
-"""The persisted turn record, the run request and the lean view the UI sees (iii-harness.md §2.2)."""
+"""The persisted turn record and the run's spec (iii-harness.md §2.2); the UI's view is harness_events.TurnView."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from teamster.harness.contracts import AssistantMessage, FunctionResultMessage, FunctionSpec
+from teamster.harness.contracts import AssistantMessage, FunctionResultMessage, FunctionSpec, Model
+from teamster.harness.harness_events import AwaitingCall, TurnError, TurnView
 
 State = Literal[
     "provisioning",
@@ -48,17 +49,6 @@ class Work(BaseModel):
     started: list[str] = Field(default_factory=list)  # ids sent to their function; not in `executed` = interrupted
 
 
-class Pending(BaseModel):
-    function_call_id: str
-    function_id: str
-    args: dict[str, Any] = Field(default_factory=dict)
-
-
-class TurnError(BaseModel):
-    kind: str
-    message: str
-
-
 class TurnRecord(BaseModel):
     session_id: str
     state: State
@@ -68,11 +58,11 @@ class TurnRecord(BaseModel):
     turn_end_emitted: bool = False
     started_at_ms: int = 0
     updated_at_ms: int = 0
-    model_meta: dict[str, Any] | None = None
+    model_meta: Model | None = None  # the catalog's entry for the run's model, when the catalog knows it
     error: TurnError | None = None
     last_assistant: AssistantMessage | None = None
     work: Work | None = None
-    awaiting_approval: list[Pending] = Field(default_factory=list)
+    awaiting_approval: list[AwaitingCall] = Field(default_factory=list)
     # Events stored with the checkpoint they belong to, each with a stable `id`; published after the write.
     unsent: list[dict[str, Any]] = Field(default_factory=list)
 
@@ -80,19 +70,19 @@ class TurnRecord(BaseModel):
         """An independent copy: a dump and validate round trip is several times faster than a deep copy."""
         return TurnRecord.model_validate(self.model_dump())
 
-    def view(self) -> dict[str, Any]:
-        """`TurnStateView`: what the UI needs, nothing it does not."""
-        out: dict[str, Any] = {"session_id": self.session_id, "state": self.state, "turn_count": self.turn_count}
-        if self.max_turns is not None:
-            out["max_turns"] = self.max_turns
-        if self.awaiting_approval:
-            out["awaiting_approval"] = [p.model_dump() for p in self.awaiting_approval]
-        if self.error is not None:
-            out["error"] = self.error.model_dump()
-        return out
+    def view(self) -> TurnView:
+        """What the UI needs, nothing it does not."""
+        return TurnView(
+            session_id=self.session_id,
+            state=self.state,
+            turn_count=self.turn_count,
+            max_turns=self.max_turns,
+            awaiting_approval=list(self.awaiting_approval) or None,
+            error=self.error,
+        )
 
 
-class RunRequest(BaseModel):
+class RunSpec(BaseModel):
     """What `run::start` was asked for, plus what provisioning derived from it."""
 
     provider: str

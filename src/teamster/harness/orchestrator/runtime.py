@@ -9,10 +9,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import TypeAdapter
-
-from teamster.harness.contracts import AgentMessage, AssistantMessage, ErrorKind, StopReason, TextBlock
-from teamster.harness.orchestrator.record import PARKED, TERMINAL, RunRequest, TurnRecord
+from teamster.harness.contracts import AgentMessage, AssistantMessage, ErrorKind, StopReason, TextBlock, Transcript
+from teamster.harness.harness_events import HarnessEvent, TurnStateChanged, encode
+from teamster.harness.orchestrator.record import PARKED, TERMINAL, RunSpec, TurnRecord
 from teamster.harness.owned import OwnedCache
 from teamster.protocol import InvocationError
 from teamster.sdk import Enqueue, Worker
@@ -21,11 +20,10 @@ log = logging.getLogger("teamster.harness")
 
 RECORDS = "turn_state"
 REQUESTS = "run_request"
-_MESSAGES: TypeAdapter[list[AgentMessage]] = TypeAdapter(list[AgentMessage])
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class TurnSettings:
     """Which gates the orchestrator consults: the thin profile turns them off, the thick one on."""
 
     policy: bool = True
@@ -46,9 +44,9 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def stage(rec: TurnRecord, event: dict[str, Any]) -> None:
+def stage(rec: TurnRecord, event: HarnessEvent) -> None:
     """Queue an event on the record: it is stored with the record's next write and published after it."""
-    rec.unsent.append({**event, "id": uuid.uuid4().hex})
+    rec.unsent.append({**encode(event), "id": uuid.uuid4().hex})
 
 
 def own_message(
@@ -67,7 +65,7 @@ def own_message(
 
 
 class Runtime:
-    def __init__(self, worker: Worker, settings: Settings) -> None:
+    def __init__(self, worker: Worker, settings: TurnSettings) -> None:
         self.worker = worker
         self.settings = settings
         # This worker is the only writer of records and requests: it reads them back from memory.
@@ -90,14 +88,12 @@ class Runtime:
         old_view = previous.view() if previous is not None else None
         new_view = rec.view()
         if new_view != old_view:
-            event: dict[str, Any] = {
-                "type": "turn_state_changed",
-                "event_type": "state:created" if previous is None else "state:updated",
-                "new_value": new_view,
-            }
-            if old_view is not None:
-                event["old_value"] = old_view
-            stage(rec, event)
+            change = TurnStateChanged(
+                event_type="state:created" if previous is None else "state:updated",
+                new_value=new_view,
+                old_value=old_view,
+            )
+            stage(rec, change)
         await self.checkpoint(rec)
         if rec.state not in PARKED and (previous is None or previous.state != rec.state):
             await self.wake(rec.session_id, rec.state)
@@ -138,13 +134,17 @@ class Runtime:
 
     # ---- the run request ----------------------------------------------------------------------
 
-    async def request(self, session_id: str) -> RunRequest:
-        raw = await self._read(self._requests, REQUESTS, session_id)
-        if raw is None:
+    async def request(self, session_id: str) -> RunSpec:
+        spec = await self.find_request(session_id)
+        if spec is None:
             raise LookupError(f"no run request for session {session_id}")
-        return RunRequest.model_validate(raw)
+        return spec
 
-    async def save_request(self, session_id: str, request: RunRequest) -> None:
+    async def find_request(self, session_id: str) -> RunSpec | None:
+        raw = await self._read(self._requests, REQUESTS, session_id)
+        return RunSpec.model_validate(raw) if raw is not None else None
+
+    async def save_request(self, session_id: str, request: RunSpec) -> None:
         await self._write(self._requests, REQUESTS, session_id, request.model_dump(mode="json"))
 
     async def _read(self, cache: OwnedCache[dict[str, Any]], scope: str, key: str) -> dict[str, Any] | None:
@@ -170,7 +170,7 @@ class Runtime:
 
     async def messages(self, session_id: str) -> list[AgentMessage]:
         reply = await self.call("session-tree::messages", {"session_id": session_id})
-        return _MESSAGES.validate_python([row["message"] for row in reply["messages"]])
+        return [row.message for row in Transcript.model_validate(reply).messages]
 
     async def append(self, session_id: str, message: AgentMessage, entry_id: str) -> None:
         """Append with a deterministic id, so a redelivered step appends nothing twice."""
@@ -189,8 +189,8 @@ class Outbox:
         self._queued: list[dict[str, Any]] = []
         self._sending: asyncio.Task[None] | None = None
 
-    def push(self, event: dict[str, Any]) -> None:
-        self._queued.append(event)
+    def push(self, event: HarnessEvent) -> None:
+        self._queued.append(encode(event))
         if self._sending is None:
             self._start()
 

@@ -8,22 +8,40 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from teamster.harness.contracts import AgentMessage, AssistantMessage, PartialEvent, UserMessage
+from pydantic import ValidationError
+
+from teamster.harness.contracts import (
+    AgentMessage,
+    AssistantMessage,
+    BudgetCheck,
+    Decisions,
+    FunctionResultMessage,
+    Model,
+    PartialEvent,
+    UserMessage,
+    estimate_tokens,
+    usable_tokens,
+)
+from teamster.harness.harness_events import (
+    AgentEnd,
+    ApprovalRequested,
+    AwaitingCall,
+    BudgetExceeded,
+    FunctionExecutionEnd,
+    FunctionExecutionStart,
+    MessageComplete,
+    MessageUpdate,
+    PolicyDenied,
+    TurnEnd,
+    TurnError,
+)
 from teamster.harness.lease import Lease
 from teamster.harness.orchestrator import calls, prompt
-from teamster.harness.orchestrator.calls import Verdict
+from teamster.harness.orchestrator.calls import Clearance
 from teamster.harness.orchestrator.exclusive import LEASES, acquire_or_defer
-from teamster.harness.orchestrator.record import (
-    ExecutedCall,
-    Pending,
-    PreparedCall,
-    RunRequest,
-    TurnError,
-    TurnRecord,
-    Work,
-)
+from teamster.harness.orchestrator.record import ExecutedCall, PreparedCall, RunSpec, TurnRecord, Work
 from teamster.harness.orchestrator.runtime import Runtime, now_ms, own_message, stage
-from teamster.harness.orchestrator.streaming import stream_assistant
+from teamster.harness.orchestrator.streaming import stream_turn
 from teamster.protocol import InvocationError
 
 log = logging.getLogger("teamster.harness")
@@ -102,7 +120,8 @@ class Steps:
         request.system_prompt = await prompt.system_prompt(rt, request)
         request.function_schemas = await prompt.function_specs(rt, request.functions, request.agent_trigger)
         if rt.settings.catalog:
-            rec.model_meta = await rt.call("models::get", {"provider": request.provider, "model_id": request.model})
+            found = await rt.call("models::get", {"provider": request.provider, "model_id": request.model})
+            rec.model_meta = Model.model_validate(found) if found is not None else None
         await rt.save_request(rec.session_id, request)
         rec.state = "assistant_streaming"
 
@@ -118,8 +137,10 @@ class Steps:
             if refusal is not None:
                 await self._close_turn(rec, refusal)
                 return
-        if rt.settings.compaction and rec.model_meta and _tokens(messages) >= _usable(rec.model_meta):
-            reply = await rt.call("context-compaction::compact_now", {"session_id": sid, "model": rec.model_meta})
+        model = rec.model_meta
+        if rt.settings.compaction and model and estimate_tokens(messages) >= usable_tokens(model):
+            payload = {"session_id": sid, "model": model.model_dump(mode="json")}
+            reply = await rt.call("context-compaction::compact_now", payload)
             if reply.get("status") == "busy":
                 raise InvocationError("COMPACTION_BUSY", "a compaction of this session is running")
             if reply.get("status") == "overflow":
@@ -129,15 +150,9 @@ class Steps:
         updates = rt.outbox(sid)  # a fast provider's deltas go out in batches, a slow one's one by one
 
         def on_partial(event: PartialEvent) -> None:
-            updates.push(
-                {
-                    "type": "message_update",
-                    "message": event.partial.model_dump(mode="json"),
-                    "llm_event": event.model_dump(mode="json"),
-                }
-            )
+            updates.push(MessageUpdate(message=event.partial, llm_event=event))
 
-        stream = asyncio.ensure_future(stream_assistant(rt, request, messages, on_partial))
+        stream = asyncio.ensure_future(stream_turn(rt, request, messages, on_partial))
         self.streams[sid] = stream
         try:
             assistant, streamed = await stream
@@ -156,8 +171,7 @@ class Steps:
             raise Superseded  # aborted before the stream could be cancelled: publish nothing of it
         await self._price(rec, request.budget_id, assistant)
         rec.last_assistant = assistant
-        complete = {"type": "message_complete", "message": assistant.model_dump(mode="json"), "body_streamed": streamed}
-        stage(rec, complete)
+        stage(rec, MessageComplete(message=assistant, body_streamed=streamed))
         await rt.append(sid, assistant, f"{rec.started_at_ms}-t{rec.turn_count}-assistant")
         if assistant.stop_reason in ("error", "aborted"):
             await self.end_turn(rec)
@@ -186,8 +200,10 @@ class Steps:
             if prepared.route == "synthetic" and prepared.result is not None:
                 await self._executed(rec, prepared, prepared.result, 0)
                 continue
-            verdict = calls.ALLOW if prepared.route == "pre_approved" else await calls.consult(rt, rec.session_id, call)
-            await self._apply(rec, prepared, verdict)
+            clearance = (
+                calls.ALLOW if prepared.route == "pre_approved" else await calls.consult(rt, rec.session_id, call)
+            )
+            await self._apply(rec, prepared, clearance)
         if rec.awaiting_approval:
             rec.state = "function_awaiting_approval"
         else:
@@ -197,21 +213,21 @@ class Steps:
         rt = self.rt
         work = rec.work or Work()
         by_id = {p.call.id: p for p in work.prepared}
+        asked = {"session_id": rec.session_id, "function_call_ids": [p.function_call_id for p in rec.awaiting_approval]}
+        decisions = Decisions.model_validate(await rt.call("approval::decisions", asked)).decisions
         for pending in list(rec.awaiting_approval):
-            decision = await rt.call(
-                "state::get", {"scope": "approvals", "key": f"{rec.session_id}/{pending.function_call_id}"}
-            )
-            if not isinstance(decision, dict) or decision.get("decision") not in ("allow", "deny", "aborted"):
+            decision = decisions.get(pending.function_call_id)
+            if decision is None:
                 continue
             rec.awaiting_approval.remove(pending)
             prepared = by_id[pending.function_call_id]
-            if decision["decision"] == "allow":
+            if decision.decision == "allow":
                 await self._run_call(rec, prepared)
             else:
-                aborted = decision["decision"] == "aborted"
-                reason = decision.get("reason") or ("aborted" if aborted else "no reason given")
+                aborted = decision.decision == "aborted"
+                reason = decision.reason or ("aborted" if aborted else "no reason given")
                 text = f"Function call aborted: {reason}" if aborted else f"Permission denied by user: {reason}"
-                details = {"approval_denied": True, "decision": decision["decision"], "reason": reason}
+                details = {"approval_denied": True, "decision": decision.decision, "reason": reason}
                 result = calls.result_of(prepared.call, text, details, True, terminate=aborted)
                 await self._executed(rec, prepared, result, 0)
         if rec.awaiting_approval:
@@ -254,45 +270,22 @@ class Steps:
 
     async def _start(self, rec: TurnRecord, prepared: PreparedCall) -> None:
         call = prepared.call
-        stage(
-            rec,
-            {
-                "type": "function_execution_start",
-                "function_call_id": call.id,
-                "function_id": call.function_id,
-                "args": call.arguments,
-            },
-        )
+        stage(rec, FunctionExecutionStart(function_call_id=call.id, function_id=call.function_id, args=call.arguments))
 
-    async def _apply(self, rec: TurnRecord, prepared: PreparedCall, verdict: Verdict) -> None:
+    async def _apply(self, rec: TurnRecord, prepared: PreparedCall, clearance: Clearance) -> None:
         rt = self.rt
         call = prepared.call
-        if verdict.kind == "pending":
+        if clearance.kind == "pending":
             rec.awaiting_approval.append(
-                Pending(function_call_id=call.id, function_id=call.function_id, args=call.arguments)
+                AwaitingCall(function_call_id=call.id, function_id=call.function_id, args=call.arguments)
             )
-            stage(
-                rec,
-                {
-                    "type": "approval_requested",
-                    "function_call_id": call.id,
-                    "function_id": call.function_id,
-                    "args": call.arguments,
-                },
-            )
+            stage(rec, ApprovalRequested(function_call_id=call.id, function_id=call.function_id, args=call.arguments))
             await rt.checkpoint(rec)
             return
-        if verdict.kind == "deny" and verdict.denial is not None:
-            stage(
-                rec,
-                {
-                    "type": "policy_denied",
-                    "function_call_id": call.id,
-                    "function_id": call.function_id,
-                    "details": verdict.denial.details,
-                },
-            )
-            await self._executed(rec, prepared, verdict.denial, 0)
+        if clearance.kind == "deny" and clearance.denial is not None:
+            denial = clearance.denial
+            stage(rec, PolicyDenied(function_call_id=call.id, function_id=call.function_id, details=denial.details))
+            await self._executed(rec, prepared, denial, 0)
             return
         await self._run_call(rec, prepared)
 
@@ -305,24 +298,23 @@ class Steps:
         result = await calls.execute(self.rt, prepared.call)
         await self._executed(rec, prepared, result, int((time.monotonic() - started) * 1000))
 
-    async def _executed(self, rec: TurnRecord, prepared: PreparedCall, result: Any, duration_ms: int) -> None:
+    async def _executed(
+        self, rec: TurnRecord, prepared: PreparedCall, result: FunctionResultMessage, duration_ms: int
+    ) -> None:
         """Checkpoint after every call, so a redelivered step never runs it twice."""
         work = rec.work or Work()
         rec.work = work
         work.executed[prepared.call.id] = ExecutedCall(
             call=prepared.call, result=result, is_error=result.is_error, duration_ms=duration_ms
         )
-        stage(
-            rec,
-            {
-                "type": "function_execution_end",
-                "function_call_id": prepared.call.id,
-                "function_id": prepared.call.function_id,
-                "result": result.model_dump(mode="json"),
-                "is_error": result.is_error,
-                "duration_ms": duration_ms,
-            },
+        end = FunctionExecutionEnd(
+            function_call_id=prepared.call.id,
+            function_id=prepared.call.function_id,
+            result=result,
+            is_error=result.is_error,
+            duration_ms=duration_ms,
         )
+        stage(rec, end)
         await self.rt.checkpoint(rec)
 
     async def _finalize(self, rec: TurnRecord) -> None:
@@ -344,24 +336,18 @@ class Steps:
         if rec.turn_end_emitted:
             return
         rec.turn_end_emitted = True
-        event: dict[str, Any] = {
-            "type": "turn_end",
-            "message": rec.last_assistant.model_dump(mode="json") if rec.last_assistant else None,
-            "function_results": [r.model_dump(mode="json") for r in rec.function_results],
-        }
-        if rec.model_meta:
-            event["model_limit"] = rec.model_meta.get("context_window")
-        stage(rec, event)
+        model_limit = rec.model_meta.context_window if rec.model_meta else None
+        stage(rec, TurnEnd(message=rec.last_assistant, function_results=rec.function_results, model_limit=model_limit))
 
     async def _close_turn(self, rec: TurnRecord, message: AssistantMessage) -> None:
         """End the run with a message of the harness's own (a refusal, a stop)."""
         rec.last_assistant = message
-        stage(rec, {"type": "message_complete", "message": message.model_dump(mode="json"), "body_streamed": False})
+        stage(rec, MessageComplete(message=message, body_streamed=False))
         await self.end_turn(rec)
         await self.finish(rec)
 
     async def finish(self, rec: TurnRecord) -> None:
-        stage(rec, {"type": "agent_end", "messages": []})
+        stage(rec, AgentEnd())
         rec.state = "stopped"
 
     async def _fail(self, previous: TurnRecord, state: str, message: str) -> None:
@@ -369,38 +355,34 @@ class Steps:
         rec.state = "failed"
         rec.error = TurnError(kind="transition_error", message=f"from {state}: {message}")
         error = own_message(rec.error.message, "error")
-        stage(rec, {"type": "message_complete", "message": error.model_dump(mode="json"), "body_streamed": False})
+        stage(rec, MessageComplete(message=error, body_streamed=False))
         await self.rt.save(rec, previous)
-        stage(rec, {"type": "agent_end", "messages": []})
+        stage(rec, AgentEnd())
         await self.rt.checkpoint(rec)
         _all_sent(rec)
 
     async def _budget_refusal(
-        self, rec: TurnRecord, request: RunRequest, messages: list[AgentMessage]
+        self, rec: TurnRecord, request: RunSpec, messages: list[AgentMessage]
     ) -> AssistantMessage | None:
         """Check the cap before the call with the prompt's input cost; a refusal (or no answer) stops the run."""
         budget_id, model, provider = request.budget_id or "", request.model, request.provider
         prompt_chars = len(request.system_prompt) + sum(
             len(spec.model_dump_json()) for spec in request.function_schemas
         )
-        estimate = _cost(rec.model_meta, _tokens(messages) + prompt_chars // 4, 0)
+        estimate = _cost(rec.model_meta, estimate_tokens(messages) + prompt_chars // 4, 0)
         try:
-            verdict = await self.rt.call("budget::check", {"budget_id": budget_id, "estimated_cost_usd": estimate})
-        except InvocationError as exc:
-            verdict = {"allowed": False, "reason": f"budget unreachable: {exc.message}", "remaining_usd": None}
-        if verdict.get("allowed"):
+            raw = await self.rt.call("budget::check", {"budget_id": budget_id, "estimated_cost_usd": estimate})
+            verdict = BudgetCheck.model_validate(raw)
+        except (InvocationError, ValidationError) as exc:
+            problem = exc.message if isinstance(exc, InvocationError) else "malformed reply"
+            verdict = BudgetCheck(allowed=False, reason=f"budget unreachable: {problem}")
+        if verdict.allowed:
             return None
-        reason = verdict.get("reason") or "ceiling_exceeded"
-        stage(
-            rec,
-            {
-                "type": "budget_exceeded",
-                "budget_id": budget_id,
-                "reason": reason,
-                "remaining_usd": verdict.get("remaining_usd"),
-                "estimated_cost_usd": estimate,
-            },
+        reason = verdict.reason or "ceiling_exceeded"
+        exceeded = BudgetExceeded(
+            budget_id=budget_id, reason=reason, remaining_usd=verdict.remaining_usd, estimated_cost_usd=estimate
         )
+        stage(rec, exceeded)
         text = f"Budget exceeded: the run stopped before calling the model ({reason}; estimated ${estimate:.4f})."
         return own_message(text, "error", error_kind="permanent", model=model, provider=provider)
 
@@ -421,19 +403,8 @@ def _all_sent(rec: TurnRecord) -> None:
         raise InvocationError(EVENTS_UNSENT, f"events of {rec.session_id} could not be sent")
 
 
-def _tokens(messages: list[AgentMessage]) -> int:
-    """A cheap estimate: four characters a token."""
-    return sum(len(m.model_dump_json()) for m in messages) // 4
-
-
-def _usable(model: dict[str, Any]) -> int:
-    window = int(model.get("context_window") or 0)
-    reserved = int(model.get("max_output_tokens") or 0) or 20_000
-    return max(0, window - reserved)
-
-
-def _cost(model: dict[str, Any] | None, input_tokens: int, output_tokens: int) -> float:
-    pricing = (model or {}).get("pricing") or {}
-    return (
-        input_tokens * float(pricing.get("input_per_1m", 0)) + output_tokens * float(pricing.get("output_per_1m", 0))
-    ) / 1e6
+def _cost(model: Model | None, input_tokens: int, output_tokens: int) -> float:
+    pricing = model.pricing if model is not None else None
+    if pricing is None:
+        return 0.0
+    return (input_tokens * pricing.input_per_1m + output_tokens * pricing.output_per_1m) / 1e6

@@ -1,0 +1,212 @@
+"""The harness event contract: one pydantic model per event a session's `agent::events` stream carries.
+
+The orchestrator and compaction emit these through `events::emit`; the events worker checks each one
+against the union, numbers it and stores it with `session_id` and a gapless `seq` (plus the sender's `id`,
+when it gave one, for idempotent re-sends); readers (`events::list`, the `agent::events` stream trigger,
+the pattern engine backend) decode the stored items back into the union. The published JSON Schema is
+schemas/harness-events.json (`python -m teamster.schemas` regenerates it).
+
+A field listed in a model's `SPARSE` is left out of the wire form when it is None, as the events have
+always been written: `turn_end` without `model_limit` when no model is known, `turn_state_changed`
+without `old_value` for a new record. Every other field is always present, null or not. The envelope
+(`id`, `session_id`, `seq`) is sparse too: a sender leaves it out (the orchestrator adds `id` after the
+event's own fields), `events::emit` stamps `session_id` and `seq` after them, and a reader gets all three.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, TypeAdapter, model_serializer
+
+from teamster.harness.contracts import AssistantMessage, FunctionResultMessage, PartialEvent
+
+
+class Sparse(BaseModel):
+    """A model whose `SPARSE` fields are left out of its wire form when None."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    SPARSE: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _leave_out_sparse(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in self.SPARSE:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
+
+
+# ---- the turn's view (what the UI sees of a turn record) -------------------------------------
+
+
+class AwaitingCall(BaseModel):
+    """A call parked until a person decides it."""
+
+    function_call_id: str
+    function_id: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class TurnError(BaseModel):
+    kind: str
+    message: str
+
+
+class TurnView(Sparse):
+    """`TurnStateView`: a turn's state as `turn::get_state` and `turn_state_changed` show it."""
+
+    SPARSE = frozenset({"max_turns", "awaiting_approval", "error"})
+
+    session_id: str
+    state: str
+    turn_count: int = 0
+    max_turns: int | None = None
+    awaiting_approval: list[AwaitingCall] | None = None  # None, not [], when nothing waits
+    error: TurnError | None = None
+
+
+# ---- the events ------------------------------------------------------------------------------
+
+ENVELOPE = frozenset({"id", "session_id", "seq"})
+
+
+class HarnessEventBase(Sparse):
+    """The envelope of every harness event: absent as sent, filled in as stored."""
+
+    SPARSE = ENVELOPE
+
+    id: str | None = None  # the sender's id for the event, so a re-send is stored once
+    session_id: str | None = None
+    seq: int | None = None  # gapless per session, from 1
+
+
+class MessageUpdate(HarnessEventBase):
+    """The assistant message as streamed so far, with the provider event that grew it."""
+
+    type: Literal["message_update"] = "message_update"
+    message: AssistantMessage
+    llm_event: PartialEvent
+
+
+class MessageComplete(HarnessEventBase):
+    """An assistant message is final: the model's, or one the harness wrote (a refusal, a stop, a failure)."""
+
+    type: Literal["message_complete"] = "message_complete"
+    message: AssistantMessage
+    body_streamed: bool  # whether its text arrived as message_update deltas first
+
+
+class FunctionExecutionStart(HarnessEventBase):
+    type: Literal["function_execution_start"] = "function_execution_start"
+    function_call_id: str
+    function_id: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApprovalRequested(HarnessEventBase):
+    """A call is parked until a person allows or denies it (`approval::resolve`)."""
+
+    type: Literal["approval_requested"] = "approval_requested"
+    function_call_id: str
+    function_id: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicyDenied(HarnessEventBase):
+    """A gate refused a call; `details` is its denial envelope (contracts.DenialEnvelope)."""
+
+    type: Literal["policy_denied"] = "policy_denied"
+    function_call_id: str
+    function_id: str
+    details: Any = None
+
+
+class FunctionExecutionEnd(HarnessEventBase):
+    type: Literal["function_execution_end"] = "function_execution_end"
+    function_call_id: str
+    function_id: str
+    result: FunctionResultMessage
+    is_error: bool
+    duration_ms: int
+
+
+class TurnEnd(HarnessEventBase):
+    """Once per turn: its assistant message and the results of its calls, in the model's order."""
+
+    SPARSE = ENVELOPE | {"model_limit"}
+
+    type: Literal["turn_end"] = "turn_end"
+    message: AssistantMessage | None = None
+    function_results: list[FunctionResultMessage] = Field(default_factory=list)
+    model_limit: int | None = None  # the model's context window, when the catalog knows it
+
+
+class AgentEnd(HarnessEventBase):
+    """The run is over; nothing more comes for it."""
+
+    type: Literal["agent_end"] = "agent_end"
+    messages: list[Any] = Field(default_factory=list)
+
+
+class BudgetExceeded(HarnessEventBase):
+    type: Literal["budget_exceeded"] = "budget_exceeded"
+    budget_id: str
+    reason: str
+    remaining_usd: float | None = None
+    estimated_cost_usd: float
+
+
+class TurnStateChanged(HarnessEventBase):
+    """The turn's view changed (`old_value` is left out for a new record)."""
+
+    SPARSE = ENVELOPE | {"old_value"}
+
+    type: Literal["turn_state_changed"] = "turn_state_changed"
+    event_type: Literal["state:created", "state:updated"]
+    new_value: TurnView
+    old_value: TurnView | None = None
+
+
+class CompactionDone(HarnessEventBase):
+    """Older messages were folded into a summary; the transcript now reads from `tail_start_id` on."""
+
+    type: Literal["compaction_done"] = "compaction_done"
+    mode: Literal["sync", "async"]
+    summary_text: str
+    tokens_before: int
+    tokens_after: int
+    compaction_entry_id: str
+    tail_start_id: str
+
+
+HarnessEvent = Annotated[
+    MessageUpdate
+    | MessageComplete
+    | FunctionExecutionStart
+    | ApprovalRequested
+    | PolicyDenied
+    | FunctionExecutionEnd
+    | TurnEnd
+    | AgentEnd
+    | BudgetExceeded
+    | TurnStateChanged
+    | CompactionDone,
+    Field(discriminator="type"),
+]
+HARNESS_EVENTS: TypeAdapter[HarnessEvent] = TypeAdapter(HarnessEvent)
+
+
+def encode(event: HarnessEvent) -> dict[str, Any]:
+    """The event's wire form, as `events::emit` takes it."""
+    data: dict[str, Any] = event.model_dump(mode="json")
+    return data
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the event union, as published in schemas/harness-events.json."""
+    schema = HARNESS_EVENTS.json_schema()
+    schema["title"] = "HarnessEvent"
+    schema["$id"] = "https://teamster.dev/schemas/harness-events.json"
+    return schema
