@@ -293,7 +293,7 @@ PACK_CASES = {
 @pytest.mark.parametrize("pack", sorted(PACK_CASES))
 async def test_starter_packs(connect: Connect, pack: str) -> None:
     policy = create_worker(pack=pack)
-    assert await policy.reload(None) == {"ok": True, "rules": len(policy.file.rules)}
+    assert await policy.policy.reload(None) == {"ok": True, "rules": len(policy.policy.file.rules)}
     client = await serve(connect, policy)
     for function_id, expected in PACK_CASES[pack]:
         assert await decide(client, function_id) == expected, function_id
@@ -305,7 +305,7 @@ def test_the_rules_file_is_a_path_or_a_pack(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(ValueError, match="not both"):
         create_worker(tmp_path / "rules.yaml", pack="permissive")
     monkeypatch.chdir(tmp_path)
-    assert create_worker().path == Path("iii-permissions.yaml")
+    assert create_worker().policy.path == Path("iii-permissions.yaml")
 
 
 @pytest.mark.parametrize(

@@ -4,32 +4,31 @@ Topics the harness publishes: `agent::before_function_call` (payload `{session_i
 approval_required}`, through `hook-fanout::before`) and `agent::after_function_call` (payload
 `{function_call, result}`, merge rule `field_merge`). A subscriber binds a `durable:subscriber` trigger on
 the topic, reads `{event_id, reply_stream, payload}` and answers with
-`stream::set {stream_name: reply_stream, group_id: event_id, item_id, data: reply}`.
+`stream::set {stream_name: reply_stream, group_id: event_id, item_id, data: reply}`. The merge rules are
+in `hook_merge`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import AliasChoices, Field, ValidationError
 
-from teamster.harness.contracts import Shape
+from teamster.harness.contracts import Collected, PublishStatus, ResolvedBy, Shape
+from teamster.harness.hook_merge import MergeRule, merge
 from teamster.protocol.errors import InvocationError
+from teamster.protocol.handles import handles
 from teamster.sdk import Void, Worker
 
 REPLY_STREAM = "agent::hook_reply"
 BEFORE_FUNCTION_CALL = "agent::before_function_call"
 AFTER_FUNCTION_CALL = "agent::after_function_call"
-
-MergeRule = Literal["first_block_wins", "field_merge", "pipeline_last_wins"]
-ResolvedBy = Literal["expected", "quiescence", "deadline", "deadline_no_replies", "no_subscribers", "publish_failed"]
 
 
 class PublishCollect(Shape):
@@ -45,22 +44,6 @@ class BeforeHook(Shape):
     topic: str = Field(min_length=1)
     payload: Any = None
     timeout_ms: int | None = Field(default=None, ge=0)
-
-
-class PublishStatus(Shape):
-    ok: bool
-    error: str | None = None
-
-
-class Collected(Shape):
-    """The reply of `hook-fanout::publish_collect`."""
-
-    event_id: str
-    replies: list[Any]
-    merged: Any
-    publish: PublishStatus
-    publish_failed: bool = False
-    resolved_by: ResolvedBy
 
 
 class ReplyEvent(Shape):
@@ -96,23 +79,7 @@ def create_worker(
 ) -> Worker:
     """The `hook-fanout` worker, ready to connect or attach."""
     worker = Worker("hook-fanout", description="Hook topics: publish, collect replies, merge")
-    fanout = _Fanout(worker, default_timeout_ms, min_timeout_ms, quiescence_ms, presence_ttl_s)
-
-    @worker.function("hook-fanout::publish_collect")
-    async def publish_collect(req: PublishCollect) -> Collected:
-        """Publish a hook topic and collect the subscribers' replies, merged by merge_rule."""
-        return await fanout.publish_collect(req)
-
-    @worker.function("hook-fanout::before")
-    async def before(req: BeforeHook) -> dict[str, Any]:
-        """Run a before-hook (first_block_wins); fails closed: {block: true} when the hook cannot answer."""
-        return await fanout.before(req)
-
-    @worker.function("hook-fanout::reply_handler", metadata={"internal": True})
-    async def reply_handler(frame: ReplyFrame) -> None:
-        """Route a reply written to agent::hook_reply to the call waiting for it."""
-        fanout.deliver(frame)
-
+    worker.serve(Fanout(worker, default_timeout_ms, min_timeout_ms, quiescence_ms, presence_ttl_s))
     worker.register_trigger("stream", "hook-fanout::reply_handler", {"stream_name": REPLY_STREAM})
     return worker
 
@@ -143,7 +110,9 @@ class _Collector:
                     await self.arrived.wait()
 
 
-class _Fanout:
+class Fanout:
+    """The handlers, with what they share: the calls waiting for replies and which topics have subscribers."""
+
     def __init__(
         self, worker: Worker, default_timeout_ms: int, min_timeout_ms: int, quiescence_ms: int, presence_ttl_s: float
     ) -> None:
@@ -155,7 +124,9 @@ class _Fanout:
         self._collectors: dict[str, _Collector] = {}
         self._presence: dict[str, tuple[float, bool]] = {}  # topic -> (expires at, has subscribers)
 
+    @handles("hook-fanout::publish_collect")
     async def publish_collect(self, req: PublishCollect) -> Collected:
+        """Publish a hook topic and collect the subscribers' replies, merged by merge_rule."""
         loop = asyncio.get_running_loop()
         event_id = str(uuid.uuid4())
         timeout_s = (
@@ -194,7 +165,9 @@ class _Fanout:
             del self._collectors[event_id]
             await self._forget(event_id, collector.item_ids)
 
+    @handles("hook-fanout::before")
     async def before(self, req: BeforeHook) -> dict[str, Any]:
+        """Run a before-hook (first_block_wins); fails closed: {block: true} when the hook cannot answer."""
         collect = PublishCollect(
             topic=req.topic, payload=req.payload, merge_rule="first_block_wins", timeout_ms=req.timeout_ms
         )
@@ -212,7 +185,9 @@ class _Fanout:
         merged: dict[str, Any] = collected.merged
         return merged
 
-    def deliver(self, frame: ReplyFrame) -> None:
+    @handles("hook-fanout::reply_handler", metadata={"internal": True})
+    async def reply_handler(self, frame: ReplyFrame) -> None:
+        """Route a reply written to agent::hook_reply to the call waiting for it."""
         collector = self._collectors.get(frame.group_id)
         if collector is None or (frame.event is not None and frame.event.type == "delete"):
             return  # a late reply for a finished call, or our own cleanup
@@ -249,54 +224,3 @@ class _Fanout:
                 {"stream_name": REPLY_STREAM, "group_id": event_id, "item_id": item_id},
                 action=Void(),
             )
-
-
-# ---- merge rules -----------------------------------------------------------------------------
-
-
-def merge(rule: MergeRule, payload: Any, replies: list[Any]) -> Any:
-    if rule == "first_block_wins":
-        return first_block_wins(replies)
-    if rule == "field_merge":
-        return field_merge(payload, replies)
-    return pipeline_last_wins(payload, replies)
-
-
-def first_block_wins(replies: list[Any]) -> dict[str, Any]:
-    """A copy of the first reply with block: true, else {block: false}."""
-    blocking = next((r for r in replies if isinstance(r, dict) and r.get("block") is True), None)
-    return {"block": False} if blocking is None else copy.deepcopy(blocking)
-
-
-def field_merge(payload: Any, replies: list[Any]) -> dict[str, Any]:
-    """The caller's payload with each reply's content (replaced), details (deep-merged) and terminate applied."""
-    merged: dict[str, Any] = copy.deepcopy(payload) if isinstance(payload, dict) else {}
-    for reply in replies:
-        if not isinstance(reply, dict):
-            continue
-        if "content" in reply:
-            merged["content"] = copy.deepcopy(reply["content"])
-        if isinstance(reply.get("details"), dict):
-            merged["details"] = deep_merge(merged.get("details"), reply["details"])
-        if isinstance(reply.get("terminate"), bool):
-            merged["terminate"] = reply["terminate"]
-    return merged
-
-
-def pipeline_last_wins(payload: Any, replies: list[Any]) -> Any:
-    """The last reply that is a replacement (an array, or {messages: array}); the payload when none is."""
-    merged = payload
-    for reply in replies:
-        if isinstance(reply, list):
-            merged = reply
-        elif isinstance(reply, dict) and isinstance(reply.get("messages"), list):
-            merged = reply["messages"]
-    return merged
-
-
-def deep_merge(base: Any, patch: dict[str, Any]) -> dict[str, Any]:
-    """`patch` over `base`: objects merge key by key, anything else replaces."""
-    merged: dict[str, Any] = copy.deepcopy(base) if isinstance(base, dict) else {}
-    for key, value in patch.items():
-        merged[key] = deep_merge(merged.get(key), value) if isinstance(value, dict) else copy.deepcopy(value)
-    return merged

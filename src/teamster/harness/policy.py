@@ -7,8 +7,11 @@ the file says `kernel_defaults: false`.
 
 The rules file is re-read when its modification time or size changes. The poll runs in a task that
 the first `policy::check_permissions` call starts (a task needs the running loop, which
-`create_worker` may not have) and that `close()` stops. A file that cannot be loaded leaves the last
-good rules in effect and is reported in one log line.
+`create_worker` may not have) and that the worker's `close()` stops. A file that cannot be loaded
+leaves the last good rules in effect and is reported in one log line.
+
+`Policy` holds the rules in effect and the handlers; `PolicyWorker` is the worker serving them, which
+stops the poll when it closes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from teamster.harness.contracts import MatchedConstraint, PolicyDecision
+from teamster.protocol.handles import handles
 from teamster.sdk import Worker
 
 log = logging.getLogger("teamster.harness.policy")
@@ -200,22 +204,19 @@ class ValidateRequest(BaseModel):
     text: str
 
 
-class PolicyWorker(Worker):
-    """The `policy` worker, holding the rules in effect and the task that reloads them."""
+class Policy:
+    """The handlers, with what they share: the rules file, the rules in effect and the task that reloads them."""
 
     def __init__(self, path: Path, *, reload_interval: float = 1.0) -> None:
-        super().__init__("policy", description="Allow, deny or ask for approval of function calls")
         self.path = path
         self.reload_interval = reload_interval
         self.file = NO_FILE  # the rules file in effect: the last one that loaded
         self._rules = NO_FILE.active_rules()
         self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file last read
         self._poller: asyncio.Task[None] | None = None
-        self.register_function("policy::check_permissions", self.check_permissions)
-        self.register_function("policy::reload", self.reload)
-        self.register_function("policy::validate", self.validate)
         self.load()
 
+    @handles("policy::check_permissions")
     async def check_permissions(self, req: CheckRequest) -> dict[str, Any]:
         """Decide allow, deny or needs_approval for a call of `function_id` with `args`."""
         if self._poller is None:
@@ -223,12 +224,14 @@ class PolicyWorker(Worker):
         decision = check(self._rules, req.function_id, req.args or {})
         return decision.model_dump(mode="json", exclude_unset=True)
 
+    @handles("policy::reload")
     async def reload(self, _: dict[str, Any] | None) -> dict[str, Any]:
         """Re-read the rules file now; on failure the last good rules stay in effect."""
         problem = self.load()
         reply: dict[str, Any] = {"ok": problem is None, "rules": len(self.file.rules)}
         return reply if problem is None else {**reply, "error": problem}
 
+    @handles("policy::validate")
     async def validate(self, req: ValidateRequest) -> dict[str, Any]:
         """Check a rules text without loading it: {ok, rules} or {ok: false, error}."""
         try:
@@ -256,19 +259,32 @@ class PolicyWorker(Worker):
         log.info("policy: loaded %d rules from %s", len(policy.rules), self.path)
         return None
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
+        """Stop watching the rules file."""
         poller, self._poller = self._poller, None
         if poller is not None:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
-        await super().close()
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.reload_interval)
             if _signature(self.path) != self._seen:
                 self.load()
+
+
+class PolicyWorker(Worker):
+    """The `policy` worker: serves `policy`'s functions and stops its file watch when it closes."""
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__("policy", description="Allow, deny or ask for approval of function calls")
+        self.policy = policy
+        self.serve(policy)
+
+    async def close(self) -> None:
+        await self.policy.stop()
+        await super().close()
 
 
 def create_worker(
@@ -278,7 +294,7 @@ def create_worker(
     if path is not None and pack is not None:
         raise ValueError("give a rules file or a pack name, not both")
     source = pack_path(pack) if pack is not None else Path(path or DEFAULT_PATH)
-    return PolicyWorker(source, reload_interval=reload_interval)
+    return PolicyWorker(Policy(source, reload_interval=reload_interval))
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
