@@ -10,8 +10,9 @@ import pytest
 
 from teamster.engine.engine import Engine
 from teamster.harness.approval import HUMAN_ONLY, create_worker
+from teamster.harness.contracts import DECISIONS_STREAM
 from teamster.sdk import Worker
-from tests.conftest import Connect, expect_bad_input
+from tests.conftest import Connect, eventually, expect_bad_input
 
 DEFAULTS = {"mode": "manual", "always_allow": [], "approved_always": [], "mode_set_at": 0}
 
@@ -39,6 +40,32 @@ async def test_resolve_writes_exactly_the_decision(engine: Engine) -> None:
         assert await stored(client, "approvals", "s1/c1") == {"decision": "allow", "reason": "ok"}
         await client.trigger("approval::resolve", {"session_id": "s1", "function_call_id": "c2", "decision": "deny"})
         assert await stored(client, "approvals", "s1/c2") == {"decision": "deny", "reason": None}
+
+
+async def test_a_decision_is_announced_once_and_read_back_through_approval_decisions(connect: Connect) -> None:
+    """The orchestrator wakes on the announcement and reads decisions through the approval worker, never
+    from its scope: each decided call comes back, an undecided one is left out, a repeat announces nothing."""
+    await connect(create_worker())
+    watcher = Worker("watcher")
+    announced: list[dict[str, Any]] = []
+
+    @watcher.function("watcher::decided")
+    async def decided(frame: dict[str, Any]) -> None:
+        announced.append({"group": frame["groupId"], **frame["event"]["event"]})
+
+    watcher.register_trigger("stream", "watcher::decided", {"stream_name": DECISIONS_STREAM})
+    client = await connect(watcher)
+    resolve = {"session_id": "s1", "function_call_id": "c1", "decision": "deny", "reason": "no"}
+    assert await client.trigger("approval::resolve", resolve) == {"ok": True}
+    assert await client.trigger("approval::resolve", resolve) == {"ok": True}  # a retry: already recorded
+    made = {"session_id": "s1", "function_call_id": "c1", "decision": "deny", "reason": "no"}
+    await eventually(lambda: announced == [{"group": "s1", "type": "decided", "data": made}])
+    query = {"session_id": "s1", "function_call_ids": ["c1", "c2", "c/3"]}
+    assert await client.trigger("approval::decisions", query) == {
+        "decisions": {"c1": {"decision": "deny", "reason": "no"}}
+    }
+    await asyncio.sleep(0.1)
+    assert len(announced) == 1
 
 
 @pytest.mark.parametrize(("session_id", "call_id"), [("", "c1"), ("s1", ""), ("s/1", "c1"), ("s1", "c/1")])

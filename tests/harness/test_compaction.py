@@ -24,6 +24,7 @@ from teamster.harness.contracts import (
     UserMessage,
     estimate_tokens,
 )
+from teamster.harness.lease import now_ms
 from teamster.harness.providers.stream import Credentials, EventWriter, ProviderError, provider_worker
 from teamster.harness.sessions import COMPACTED_PREFIX
 from teamster.sdk import InvocationError, Worker
@@ -273,7 +274,7 @@ async def test_two_concurrent_compactions_one_compacts_one_is_busy(bench: Bench)
 
 async def test_a_live_lease_of_another_holder_is_busy_and_left_alone(bench: Bench) -> None:
     await bench.session("held", user(LONG), said("noted"))
-    claim = {"someone": compaction.now_ms() + 60_000}
+    claim = {"someone": now_ms() + 60_000}
     await bench.set_lease("held", claim)
     assert (await bench.compact("held"))["status"] == "busy"
     assert await bench.lease("held") == claim  # our claim withdrawn, theirs untouched
@@ -282,14 +283,14 @@ async def test_a_live_lease_of_another_holder_is_busy_and_left_alone(bench: Benc
 
 async def test_an_expired_lease_is_taken_over(bench: Bench) -> None:
     await bench.session("stale", user(LONG), said("noted"))
-    await bench.set_lease("stale", {"crashed": compaction.now_ms() - 1})
+    await bench.set_lease("stale", {"crashed": now_ms() - 1})
     assert (await bench.compact("stale"))["status"] == "ok"
     assert await bench.lease("stale") == {}  # the stale claim cleared, ours released
 
 
 async def test_a_waiting_compaction_defers_to_one_that_finished_meanwhile(bench: Bench) -> None:
     ids = await bench.session("wait", user(LONG), said("noted"))
-    await bench.set_lease("wait", {"holder": compaction.now_ms() + 60_000})
+    await bench.set_lease("wait", {"holder": now_ms() + 60_000})
     tried = asyncio.Event()
     watcher = Worker("lease-watch")
 

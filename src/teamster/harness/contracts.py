@@ -355,6 +355,93 @@ class Transcript(Shape):
     messages: list[TranscriptRow]
 
 
+class Drained(Shape):
+    """The reply of `session-inbox::drain`: what was waiting in the inbox, oldest first."""
+
+    items: list[Any]
+
+
+class CompactionRef(Shape):
+    id: str
+    timestamp: int
+
+
+class Compactions(Shape):
+    """The reply of `session-tree::compactions`: the session's compaction entries, oldest first."""
+
+    entries: list[CompactionRef]
+
+
+class Written(Shape):
+    """The reply of `session-tree::compact` (and of other writes of one entry): the entry's id."""
+
+    entry_id: str
+
+
+# ---- compaction (§7.2) -----------------------------------------------------------------------
+
+# ok: compacted. overflow: at or over the usable window all the same (compacted or not). empty: nothing to
+# summarise. busy: another compaction holds the lease. concurrent: another compaction finished after this
+# request began, so this one did nothing. skipped (turn_end only): usage below the trigger, or no model known.
+CompactStatus = Literal["ok", "overflow", "empty", "busy", "concurrent", "skipped"]
+
+
+class CompactReply(Shape):
+    """The reply of `context-compaction::compact_now` and `::compact_session`; the ids name the entry
+    written (or, for `concurrent`, the one found)."""
+
+    status: CompactStatus
+    compaction_entry_id: str | None = None
+    tail_start_id: str | None = None
+    tokens_before: int = 0
+    tokens_after: int = 0
+
+
+# ---- skills (§7.5) ---------------------------------------------------------------------------
+
+
+class SkillSummary(Shape):
+    """A row of `directory::skills::list`'s reply, as far as the system prompt reads it."""
+
+    id: str
+    title: str
+    description: str
+    default: bool = False
+
+
+class SkillListing(Shape):
+    """The reply of `directory::skills::list`."""
+
+    skills: list[SkillSummary]
+
+
+class SkillText(Shape):
+    """The reply of `directory::skills::get`, as far as the system prompt reads it."""
+
+    body: str
+
+
+# ---- the engine's function catalogue ---------------------------------------------------------
+
+
+class FunctionDescription(Shape):
+    """A function as `engine::functions::info` describes it, as far as the orchestrator reads it."""
+
+    function_id: str
+    description: str | None = None
+    request_format: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class FunctionDescriptions(Shape):
+    """The reply of `engine::functions::info {function_ids}`."""
+
+    functions: list[FunctionDescription]
+
+
+# ---- the orchestrator (§2) -------------------------------------------------------------------
+
+
 class RunModel(Shape):
     """The reply of `run::model`: the provider and model a session's run streams from."""
 

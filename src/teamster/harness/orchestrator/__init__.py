@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from teamster.harness.contracts import DECISIONS_STREAM
-from teamster.harness.orchestrator.runtime import Runtime, TurnSettings
+from teamster.harness.orchestrator.runtime import Runtime
+from teamster.harness.orchestrator.settings import TurnSettings
 from teamster.harness.orchestrator.steps import Steps
 from teamster.harness.orchestrator.worker import Orchestrator, SessionRef
 from teamster.sdk import Worker

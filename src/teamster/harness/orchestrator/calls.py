@@ -16,6 +16,7 @@ from teamster.harness.contracts import (
     Collected,
     DenialEnvelope,
     FunctionCallBlock,
+    FunctionDescription,
     FunctionResultMessage,
     PolicyDecision,
     TextBlock,
@@ -77,8 +78,9 @@ async def consult(rt: Runtime, session_id: str, call: Call) -> Clearance:
     to answer denies."""
     try:
         access = await _access(rt, call.function_id)
-    except InvocationError as exc:
-        return deny(call, "gate_unavailable", f"function catalogue unreachable: {exc.message}")
+    except (InvocationError, ValidationError) as exc:
+        reason = exc.message if isinstance(exc, InvocationError) else "malformed reply"
+        return deny(call, "gate_unavailable", f"function catalogue unreachable: {reason}")
     if access is not None:  # in every profile: no model reads a key or acts for a person
         return deny(
             call, "permissions", f"{call.function_id} is marked {access}: a model may not call it", rule_id="access"
@@ -143,7 +145,7 @@ async def _access(rt: Runtime, function_id: str) -> str | None:
         if exc.code == codes.FUNCTION_NOT_FOUND:
             return None
         raise
-    return access_of(info.get("metadata"))
+    return access_of(FunctionDescription.model_validate(info).metadata)
 
 
 async def execute(rt: Runtime, call: Call) -> FunctionResultMessage:

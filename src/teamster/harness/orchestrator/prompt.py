@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from teamster.harness.contracts import FunctionSpec
+from teamster.harness.contracts import FunctionDescriptions, FunctionSpec, SkillListing, SkillText
 from teamster.harness.orchestrator.record import RunSpec
 from teamster.harness.orchestrator.runtime import Runtime
 
@@ -48,15 +46,15 @@ async def system_prompt(runtime: Runtime, request: RunSpec) -> str:
 
 
 async def _skills(runtime: Runtime) -> list[str]:
-    listing = (await runtime.call("directory::skills::list", {}))["skills"]
+    listing = SkillListing.model_validate(await runtime.call("directory::skills::list", {})).skills
     if not listing:
         return []
-    index = "\n".join(f"- iii://{s['id']}: {s['title']} — {s['description']}" for s in listing)
+    index = "\n".join(f"- iii://{s.id}: {s.title} — {s.description}" for s in listing)
     parts = [f"Skills you can read with `directory::skills::get`:\n{index}"]
     for skill in listing:
-        if skill.get("default"):
-            body = (await runtime.call("directory::skills::get", {"id": skill["id"]}))["body"]
-            parts.append(f"# iii://{skill['id']}\n\n{body.strip()}")
+        if skill.default:
+            body = SkillText.model_validate(await runtime.call("directory::skills::get", {"id": skill.id})).body
+            parts.append(f"# iii://{skill.id}\n\n{body.strip()}")
     return parts
 
 
@@ -64,12 +62,12 @@ async def function_specs(runtime: Runtime, function_ids: list[str], meta: bool =
     """The meta-tool (unless `meta` is off), plus each requested function as a native tool with its schema."""
     specs = [agent_trigger_spec()] if meta else []
     if function_ids:
-        info: dict[str, Any] = await runtime.call("engine::functions::info", {"function_ids": function_ids})
-        found = {row["function_id"]: row for row in info["functions"]}
+        info = await runtime.call("engine::functions::info", {"function_ids": function_ids})
+        found = {row.function_id: row for row in FunctionDescriptions.model_validate(info).functions}
         for function_id in function_ids:
             row = found.get(function_id)
             if row is None:
                 raise LookupError(f"run::start names function {function_id}, which no worker serves")
-            schema = row.get("request_format") or {"type": "object", "properties": {}}
-            specs.append(FunctionSpec(name=function_id, description=row.get("description") or "", parameters=schema))
+            schema = row.request_format or {"type": "object", "properties": {}}
+            specs.append(FunctionSpec(name=function_id, description=row.description or "", parameters=schema))
     return specs

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from teamster.harness.contracts import AgentMessage, AssistantMessage, ErrorKind, StopReason, TextBlock, Transcript
 from teamster.harness.harness_events import HarnessEvent, TurnStateChanged, encode
+from teamster.harness.orchestrator.outbox import Outbox
 from teamster.harness.orchestrator.record import PARKED, TERMINAL, RunSpec, TurnRecord
+from teamster.harness.orchestrator.settings import TurnSettings
 from teamster.harness.owned import OwnedCache
 from teamster.protocol import InvocationError
 from teamster.sdk import Enqueue, Worker
@@ -20,24 +20,6 @@ log = logging.getLogger("teamster.harness")
 
 RECORDS = "turn_state"
 REQUESTS = "run_request"
-
-
-@dataclass(frozen=True, slots=True)
-class TurnSettings:
-    """Which gates the orchestrator consults: the thin profile turns them off, the thick one on."""
-
-    policy: bool = True
-    approvals: bool = True
-    budgets: bool = True
-    hooks: bool = True
-    compaction: bool = True
-    skills: bool = True
-    catalog: bool = True
-    queue: str = "turn-step"
-    lease_ttl_s: float = 10.0  # a crashed step keeps its session's lease this long at most
-    policy_timeout_s: float = 5.0
-    provider_timeout_s: float = 300.0
-    hook_timeout_ms: int = 500
 
 
 def now_ms() -> int:
@@ -166,7 +148,7 @@ class Runtime:
     # ---- events and transcript ----------------------------------------------------------------
 
     def outbox(self, session_id: str) -> Outbox:
-        return Outbox(self, session_id)
+        return Outbox(self.worker, session_id)
 
     async def messages(self, session_id: str) -> list[AgentMessage]:
         reply = await self.call("session-tree::messages", {"session_id": session_id})
@@ -178,44 +160,3 @@ class Runtime:
             "session-tree::append",
             {"session_id": session_id, "message": message.model_dump(mode="json"), "entry_id": entry_id},
         )
-
-
-class Outbox:
-    """A session's events sent in order without waiting: those that queue up during a send go in one batch."""
-
-    def __init__(self, rt: Runtime, session_id: str) -> None:
-        self._rt = rt
-        self._session_id = session_id
-        self._queued: list[dict[str, Any]] = []
-        self._sending: asyncio.Task[None] | None = None
-
-    def push(self, event: HarnessEvent) -> None:
-        self._queued.append(encode(event))
-        if self._sending is None:
-            self._start()
-
-    async def flush(self) -> None:
-        """Wait until everything pushed is stored; a failed send raises here."""
-        while self._sending is not None:
-            await self._sending  # `_sent` runs first: it clears `_sending` or starts the next send
-
-    def discard(self) -> None:
-        """Send nothing more (the step was aborted or failed); a batch already on its way still lands whole."""
-        self._queued.clear()
-        self._sending = None
-
-    def _start(self) -> None:
-        self._sending = asyncio.ensure_future(self._send())
-        self._sending.add_done_callback(self._sent)
-
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        if task is not self._sending or task.cancelled() or task.exception() is not None:
-            return  # a failure stays in `_sending`, for `flush` to raise
-        self._sending = None
-        if self._queued:  # pushed after the send loop ended, before this callback ran
-            self._start()
-
-    async def _send(self) -> None:
-        while self._queued:
-            batch, self._queued = self._queued, []
-            await self._rt.call("events::emit", {"session_id": self._session_id, "events": batch})

@@ -8,13 +8,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import ValidationError
-
 from teamster.harness.contracts import (
-    AgentMessage,
     AssistantMessage,
-    BudgetCheck,
+    CompactReply,
     Decisions,
+    Drained,
     FunctionResultMessage,
     Model,
     PartialEvent,
@@ -26,7 +24,6 @@ from teamster.harness.harness_events import (
     AgentEnd,
     ApprovalRequested,
     AwaitingCall,
-    BudgetExceeded,
     FunctionExecutionEnd,
     FunctionExecutionStart,
     MessageComplete,
@@ -36,10 +33,10 @@ from teamster.harness.harness_events import (
     TurnError,
 )
 from teamster.harness.lease import Lease
-from teamster.harness.orchestrator import calls, prompt
+from teamster.harness.orchestrator import calls, prompt, spending
 from teamster.harness.orchestrator.calls import Clearance
 from teamster.harness.orchestrator.exclusive import LEASES, acquire_or_defer
-from teamster.harness.orchestrator.record import ExecutedCall, PreparedCall, RunSpec, TurnRecord, Work
+from teamster.harness.orchestrator.record import ExecutedCall, PreparedCall, TurnRecord, Work
 from teamster.harness.orchestrator.runtime import Runtime, now_ms, own_message, stage
 from teamster.harness.orchestrator.streaming import stream_turn
 from teamster.protocol import InvocationError
@@ -133,17 +130,17 @@ class Steps:
         request = await rt.request(sid)
         messages = await rt.messages(sid)
         if rt.settings.budgets and request.budget_id:
-            refusal = await self._budget_refusal(rec, request, messages)
+            refusal = await spending.refusal(rt, rec, request, messages)
             if refusal is not None:
                 await self._close_turn(rec, refusal)
                 return
         model = rec.model_meta
         if rt.settings.compaction and model and estimate_tokens(messages) >= usable_tokens(model):
             payload = {"session_id": sid, "model": model.model_dump(mode="json")}
-            reply = await rt.call("context-compaction::compact_now", payload)
-            if reply.get("status") == "busy":
+            reply = CompactReply.model_validate(await rt.call("context-compaction::compact_now", payload))
+            if reply.status == "busy":
                 raise InvocationError("COMPACTION_BUSY", "a compaction of this session is running")
-            if reply.get("status") == "overflow":
+            if reply.status == "overflow":
                 raise RuntimeError("the context does not fit the model even after compaction")
             messages = await rt.messages(sid)
 
@@ -169,7 +166,7 @@ class Steps:
         latest = await rt.load(sid)
         if latest is None or latest.state != "assistant_streaming":
             raise Superseded  # aborted before the stream could be cancelled: publish nothing of it
-        await self._price(rec, request.budget_id, assistant)
+        await spending.price(rt, rec, request.budget_id, assistant)
         rec.last_assistant = assistant
         stage(rec, MessageComplete(message=assistant, body_streamed=streamed))
         await rt.append(sid, assistant, f"{rec.started_at_ms}-t{rec.turn_count}-assistant")
@@ -242,7 +239,8 @@ class Steps:
         sid = rec.session_id
         arrived: list[Any] = []
         for name in INBOXES:
-            arrived.extend((await rt.call("session-inbox::drain", {"session_id": sid, "name": name}))["items"])
+            drained = await rt.call("session-inbox::drain", {"session_id": sid, "name": name})
+            arrived.extend(Drained.model_validate(drained).items)
         continues = bool(arrived or rec.function_results)
         if continues and rec.max_turns is not None and rec.turn_count >= rec.max_turns:
             text = f"loop stopped: max_turns ({rec.max_turns}) reached"
@@ -361,50 +359,8 @@ class Steps:
         await self.rt.checkpoint(rec)
         _all_sent(rec)
 
-    async def _budget_refusal(
-        self, rec: TurnRecord, request: RunSpec, messages: list[AgentMessage]
-    ) -> AssistantMessage | None:
-        """Check the cap before the call with the prompt's input cost; a refusal (or no answer) stops the run."""
-        budget_id, model, provider = request.budget_id or "", request.model, request.provider
-        prompt_chars = len(request.system_prompt) + sum(
-            len(spec.model_dump_json()) for spec in request.function_schemas
-        )
-        estimate = _cost(rec.model_meta, estimate_tokens(messages) + prompt_chars // 4, 0)
-        try:
-            raw = await self.rt.call("budget::check", {"budget_id": budget_id, "estimated_cost_usd": estimate})
-            verdict = BudgetCheck.model_validate(raw)
-        except (InvocationError, ValidationError) as exc:
-            problem = exc.message if isinstance(exc, InvocationError) else "malformed reply"
-            verdict = BudgetCheck(allowed=False, reason=f"budget unreachable: {problem}")
-        if verdict.allowed:
-            return None
-        reason = verdict.reason or "ceiling_exceeded"
-        exceeded = BudgetExceeded(
-            budget_id=budget_id, reason=reason, remaining_usd=verdict.remaining_usd, estimated_cost_usd=estimate
-        )
-        stage(rec, exceeded)
-        text = f"Budget exceeded: the run stopped before calling the model ({reason}; estimated ${estimate:.4f})."
-        return own_message(text, "error", error_kind="permanent", model=model, provider=provider)
-
-    async def _price(self, rec: TurnRecord, budget_id: str | None, message: AssistantMessage) -> None:
-        """Cost from the catalog's prices, then recorded against the run's budget."""
-        usage = message.usage
-        if usage is None:
-            return
-        if usage.cost_usd is None:
-            usage.cost_usd = _cost(rec.model_meta, usage.input + usage.cache_read + usage.cache_write, usage.output)
-        if self.rt.settings.budgets and budget_id and usage.cost_usd:
-            await self.rt.call("budget::record", {"budget_id": budget_id, "cost_usd": usage.cost_usd})
-
 
 def _all_sent(rec: TurnRecord) -> None:
     """Events stored but not sent: the queue delivers this step again, and the step sends them first."""
     if rec.unsent:
         raise InvocationError(EVENTS_UNSENT, f"events of {rec.session_id} could not be sent")
-
-
-def _cost(model: Model | None, input_tokens: int, output_tokens: int) -> float:
-    pricing = model.pricing if model is not None else None
-    if pricing is None:
-        return 0.0
-    return (input_tokens * pricing.input_per_1m + output_tokens * pricing.output_per_1m) / 1e6
