@@ -107,25 +107,27 @@ class ApprovalGate:
 
     @handles("approval::resolve", metadata=HUMAN)
     async def resolve(self, req: ResolveRequest) -> dict[str, Any]:
-        """Record a human's allow/deny for a parked call; the orchestrator resumes on the state change.
+        """Record a human's allow/deny for a parked call and announce it, which wakes the orchestrator.
 
-        The first decision stands: the same decision again is acknowledged and writes nothing (a client
-        retrying), a different one is refused as `already_decided` with the decision that stands.
+        The first decision stands: the same decision again is acknowledged and announced once more but
+        writes nothing (a client retrying, whose first announcement may have been lost), a different one
+        is refused as `already_decided` with the decision that stands.
         """
         if not (_valid_id(req.session_id) and _valid_id(req.function_call_id)):
             return {"ok": False, "error": "invalid_payload"}
         key = f"{req.session_id}/{req.function_call_id}"
+        decided = HumanDecision(decision=req.decision, reason=req.reason)
         async with self._lock:
             stored = await self.worker.trigger("state::get", {"scope": APPROVALS_SCOPE, "key": key})
             if isinstance(stored, dict) and "decision" in stored:
-                if stored["decision"] == req.decision:
-                    return {"ok": True}
-                return {"ok": False, "error": "already_decided", "decision": stored["decision"]}
-            value = {"decision": req.decision, "reason": req.reason}
-            await self.worker.trigger("state::set", {"scope": APPROVALS_SCOPE, "key": key, "value": value})
-        made = DecisionMade(
-            session_id=req.session_id, function_call_id=req.function_call_id, decision=req.decision, reason=req.reason
-        )
+                if stored["decision"] != req.decision:
+                    return {"ok": False, "error": "already_decided", "decision": stored["decision"]}
+                reason = stored.get("reason")
+                decided.reason = reason if isinstance(reason, str) else None
+            else:
+                value = decided.model_dump(mode="json")
+                await self.worker.trigger("state::set", {"scope": APPROVALS_SCOPE, "key": key, "value": value})
+        made = DecisionMade(session_id=req.session_id, function_call_id=req.function_call_id, **decided.model_dump())
         await self.worker.trigger(
             "stream::send",
             {

@@ -6,36 +6,29 @@ when it gave one, for idempotent re-sends); readers (`events::list`, the `agent:
 the pattern engine backend) decode the stored items back into the union. The published JSON Schema is
 schemas/harness-events.json (`python -m teamster.schemas` regenerates it).
 
-A field listed in a model's `SPARSE` is left out of the wire form when it is None, as the events have
-always been written: `turn_end` without `model_limit` when no model is known, `turn_state_changed`
-without `old_value` for a new record. Every other field is always present, null or not. The envelope
-(`id`, `session_id`, `seq`) is sparse too: a sender leaves it out (the orchestrator adds `id` after the
-event's own fields), `events::emit` stamps `session_id` and `seq` after them, and a reader gets all three.
+A field declared `sparse()` is left out of the wire form when it is None, as the events have always
+been written: `turn_end` without `model_limit` when no model is known, `turn_state_changed` without
+`old_value` for a new record. Every other field is always present, null or not. The envelope (`id`,
+`session_id`, `seq`) is sparse too: a sender leaves it out (the orchestrator adds `id` after the event's
+own fields), `events::emit` stamps `session_id` and `seq` after them, and a reader gets all three.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, TypeAdapter, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from teamster.harness.contracts import AssistantMessage, FunctionResultMessage, PartialEvent
 
 
-class Sparse(BaseModel):
-    """A model whose `SPARSE` fields are left out of its wire form when None."""
+def _is_none(value: Any) -> bool:
+    return value is None
 
-    model_config = ConfigDict(extra="ignore")
 
-    SPARSE: ClassVar[frozenset[str]] = frozenset()
-
-    @model_serializer(mode="wrap")
-    def _leave_out_sparse(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        for name in self.SPARSE:
-            if data.get(name) is None:
-                data.pop(name, None)
-        return data
+def sparse() -> Any:
+    """A field that defaults to None and is left out of the wire form while it is None."""
+    return Field(default=None, exclude_if=_is_none)
 
 
 # ---- the turn's view (what the UI sees of a turn record) -------------------------------------
@@ -54,17 +47,17 @@ class TurnError(BaseModel):
     message: str
 
 
-class TurnView(Sparse):
+class TurnView(BaseModel):
     """`TurnStateView`: a turn's state as `turn::get_state` and `turn_state_changed` show it."""
 
-    SPARSE = frozenset({"max_turns", "awaiting_approval", "error"})
+    model_config = ConfigDict(extra="ignore")
 
     session_id: str
     state: str
     turn_count: int = 0
-    max_turns: int | None = None
-    awaiting_approval: list[AwaitingCall] | None = None  # None, not [], when nothing waits
-    error: TurnError | None = None
+    max_turns: int | None = sparse()
+    awaiting_approval: list[AwaitingCall] | None = sparse()  # None, not [], when nothing waits
+    error: TurnError | None = sparse()
 
 
 # ---- the events ------------------------------------------------------------------------------
@@ -72,14 +65,14 @@ class TurnView(Sparse):
 ENVELOPE = frozenset({"id", "session_id", "seq"})
 
 
-class HarnessEventBase(Sparse):
+class HarnessEventBase(BaseModel):
     """The envelope of every harness event: absent as sent, filled in as stored."""
 
-    SPARSE = ENVELOPE
+    model_config = ConfigDict(extra="ignore")
 
-    id: str | None = None  # the sender's id for the event, so a re-send is stored once
-    session_id: str | None = None
-    seq: int | None = None  # gapless per session, from 1
+    id: str | None = sparse()  # the sender's id for the event, so a re-send is stored once
+    session_id: str | None = sparse()
+    seq: int | None = sparse()  # gapless per session, from 1
 
 
 class MessageUpdate(HarnessEventBase):
@@ -135,12 +128,10 @@ class FunctionExecutionEnd(HarnessEventBase):
 class TurnEnd(HarnessEventBase):
     """Once per turn: its assistant message and the results of its calls, in the model's order."""
 
-    SPARSE = ENVELOPE | {"model_limit"}
-
     type: Literal["turn_end"] = "turn_end"
     message: AssistantMessage | None = None
     function_results: list[FunctionResultMessage] = Field(default_factory=list)
-    model_limit: int | None = None  # the model's context window, when the catalog knows it
+    model_limit: int | None = sparse()  # the model's context window, when the catalog knows it
 
 
 class AgentEnd(HarnessEventBase):
@@ -161,12 +152,10 @@ class BudgetExceeded(HarnessEventBase):
 class TurnStateChanged(HarnessEventBase):
     """The turn's view changed (`old_value` is left out for a new record)."""
 
-    SPARSE = ENVELOPE | {"old_value"}
-
     type: Literal["turn_state_changed"] = "turn_state_changed"
     event_type: Literal["state:created", "state:updated"]
     new_value: TurnView
-    old_value: TurnView | None = None
+    old_value: TurnView | None = sparse()
 
 
 class CompactionDone(HarnessEventBase):

@@ -10,7 +10,8 @@ messages (the max_turns note, a budget refusal) are not steps.
 
 The steps and usage come from the `turn_end` events rather than from `session-tree::messages`: the events
 are the same durable record, and the transcript a model sees is cut by compaction, which would drop the
-tool records a pattern reads.
+tool records a pattern reads. The events a call reads are decoded into the harness event union
+(`teamster.harness.harness_events`) as they are read, once.
 
 `EngineClient` is the process's side of the engine: one worker and two bindings made before it connects
 (`agent::events` and state scope `pattern_inputs`), whose events wake the calls waiting on them. Waiting is
@@ -45,6 +46,8 @@ from teamster.sdk import Worker
 EVENTS = "agent::events"
 RESYNC_S = 30.0  # a wake-up lost on the way (a reconnecting client) delays a call by at most this much
 WAKING = frozenset({"turn_end", "agent_end", "approval_requested"})  # the events a waiting call acts on
+# The events a call reads; only these are decoded (a turn's deltas and call records are most of the rest).
+READ = frozenset({*WAKING, "message_complete", "turn_state_changed"})
 
 
 class EngineClient:
@@ -217,8 +220,10 @@ class EngineAgents:
             woken.clear()  # before the read: a wake-up during it makes the next wait return at once
             page = await self._call(agent, "events::list", {"session_id": session_id, "after": cursor})
             for raw in page["events"]:
+                cursor = raw["seq"]
+                if raw["type"] not in READ:
+                    continue
                 event = HARNESS_EVENTS.validate_python(raw)
-                cursor = event.seq or cursor
                 if isinstance(event, TurnEnd) and event.message is not None:
                     message = event.message
                     if message.stop_reason in ("error", "aborted"):
