@@ -24,7 +24,7 @@ from teamster.harness.contracts import (
     UserMessage,
 )
 from teamster.harness.providers.stream import Credentials, EventWriter, ProviderError, provider_worker
-from teamster.harness.sessions import COMPACTED_PREFIX
+from teamster.harness.sessions.tree import COMPACTED_PREFIX
 from teamster.sdk import InvocationError, Worker
 from tests.conftest import Connect, eventually, expect_bad_input
 from tests.harness.test_turns import ADD, Harness, start_harness_with, text_of
