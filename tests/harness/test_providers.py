@@ -29,7 +29,10 @@ from teamster.harness.providers import anthropic as anthropic_provider
 from teamster.harness.providers import local as local_provider
 from teamster.harness.providers import openai as openai_provider
 from teamster.harness.providers import scripted
-from teamster.harness.providers.stream import EventWriter, ToolNames, classify_error, safe_tool_name
+from teamster.harness.providers.errors import classify_error
+from teamster.harness.providers.events import EventWriter
+from teamster.harness.providers.tool_names import ToolNames, safe_tool_name
+from teamster.harness.schema_example import example_for
 from teamster.sdk import InvocationError, Worker
 from tests.conftest import eventually
 
@@ -258,7 +261,7 @@ def test_schema_examples_satisfy_their_schemas() -> None:
         Order.model_json_schema(),
     ]
     for schema in schemas:
-        jsonschema.validate(scripted.example_for(schema), schema)
+        jsonschema.validate(example_for(schema), schema)
 
 
 async def test_scripted_latency(serve: Serve, caller: Worker) -> None:
