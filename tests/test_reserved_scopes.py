@@ -25,7 +25,8 @@ from teamster.app.worker import AppWorker
 from teamster.engine.engine import Engine
 from teamster.engine.modules.state import StateConfig
 from teamster.engine.reserved_names import ReservedNames
-from teamster.harness import approval, budget, events, sessions
+from teamster.harness import approval, budget, events
+from teamster.harness.sessions.store import META_SCOPE, entries_scope
 from teamster.sdk import Worker
 from tests.conftest import engine_config, eventually
 from tests.raw import RawPeer
@@ -159,12 +160,12 @@ async def test_a_worker_cannot_widen_approvals_or_reset_budgets(bus: Bus, role: 
 
 async def test_a_worker_cannot_read_transcripts_or_forge_run_events(bus: Bus) -> None:
     await bus.park("s-read")
-    transcript = sessions.entries_scope("s-read")
+    transcript = entries_scope("s-read")
     assert await bus.local.trigger("state::list", {"scope": transcript})  # the harness keeps one
     async with RawPeer(bus.as_("worker")) as peer:
         await peer.name("tool")
         forbidden(await peer.call("state::list", {"scope": transcript}), transcript)
-        forbidden(await peer.call("state::get", {"scope": sessions.META_SCOPE, "key": "s-read"}), "session_tree_meta")
+        forbidden(await peer.call("state::get", {"scope": META_SCOPE, "key": "s-read"}), "session_tree_meta")
         forbidden(await peer.call("state::get", {"scope": store.RUNS, "key": "r1"}), "app_runs")
         group = {"stream_name": events.STREAM, "group_id": "s-read"}
         forbidden(await peer.call("stream::list", group), events.STREAM)

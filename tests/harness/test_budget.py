@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from teamster.engine.engine import Engine
-from teamster.harness.budget import SCOPE, create_worker, period_end, period_start
+from teamster.harness.budget import (
+    SCOPE,
+    Budgets,
+    CheckRequest,
+    CreateRequest,
+    RecordRequest,
+    create_worker,
+    period_end,
+    period_start,
+)
 from teamster.protocol import InvocationError
 from teamster.sdk import Worker
 from tests.conftest import Connect, eventually, expect_bad_input, recorder
@@ -510,3 +519,16 @@ async def test_in_process_worker_checks_records_and_alerts(engine: Engine, clock
         assert calls[0]["threshold_pct"] == 1.0 and calls[0]["spent_usd"] == 0.5
         clock.set(datetime(2026, 3, 9, tzinfo=UTC))  # next Monday
         assert await check(client, budget_id, 0.5) == {"allowed": True, "remaining_usd": 0.5}
+
+
+async def test_handlers_are_methods_called_one_by_one(engine: Engine, clock: Clock) -> None:
+    """No budget worker on the bus: the handler class over a plain worker's state calls, each method awaited."""
+    async with Worker("handlers").attach(engine) as worker:
+        budgets = Budgets(worker, clock)
+        budget_id = (await budgets.create(CreateRequest(ceiling_usd=1.0, period="day"))).budget_id
+        assert (await budgets.record(RecordRequest(budget_id=budget_id, cost_usd=0.75))).remaining_usd == 0.25
+        refused = await budgets.check(CheckRequest(budget_id=budget_id, estimated_cost_usd=0.5))
+        assert (refused.allowed, refused.reason) == (False, "ceiling_exceeded")
+        stored = await worker.trigger("state::get", {"scope": SCOPE, "key": f"budget:{budget_id}"})
+        assert (stored["spent_usd"], stored["records_count"]) == (0.75, 1)
+        assert await worker.trigger("engine::functions::list", {"prefix": "budget::"}) == {"functions": []}

@@ -25,8 +25,11 @@ from teamster.harness.contracts import (
     estimate_tokens,
 )
 from teamster.harness.lease import now_ms
-from teamster.harness.providers.stream import Credentials, EventWriter, ProviderError, provider_worker
-from teamster.harness.sessions import COMPACTED_PREFIX
+from teamster.harness.providers.credentials import Credentials
+from teamster.harness.providers.errors import ProviderError
+from teamster.harness.providers.events import EventWriter
+from teamster.harness.providers.worker import provider_worker
+from teamster.harness.sessions.tree import COMPACTED_PREFIX
 from teamster.sdk import InvocationError, Worker
 from tests.conftest import Connect, eventually, expect_bad_input
 from tests.harness.test_harness_events import assert_wire_forms

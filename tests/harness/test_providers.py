@@ -24,12 +24,16 @@ from aiohttp import web
 from pydantic import BaseModel, Field, TypeAdapter
 
 from teamster.engine.engine import Engine
-from teamster.harness.contracts import AssistantMessageEvent, FunctionCallBlock, FunctionSpec
+from teamster.harness.contracts import AssistantMessageEvent, FunctionCallBlock, FunctionSpec, StreamRequest
 from teamster.harness.providers import anthropic as anthropic_provider
 from teamster.harness.providers import local as local_provider
 from teamster.harness.providers import openai as openai_provider
 from teamster.harness.providers import scripted
-from teamster.harness.providers.stream import EventWriter, ToolNames, classify_error, safe_tool_name
+from teamster.harness.providers.errors import classify_error
+from teamster.harness.providers.events import EventWriter
+from teamster.harness.providers.tool_names import ToolNames, safe_tool_name
+from teamster.harness.providers.worker import ProviderStream
+from teamster.harness.schema_example import example_for
 from teamster.sdk import InvocationError, Worker
 from tests.conftest import eventually
 
@@ -258,7 +262,7 @@ def test_schema_examples_satisfy_their_schemas() -> None:
         Order.model_json_schema(),
     ]
     for schema in schemas:
-        jsonschema.validate(scripted.example_for(schema), schema)
+        jsonschema.validate(example_for(schema), schema)
 
 
 async def test_scripted_latency(serve: Serve, caller: Worker) -> None:
@@ -987,3 +991,22 @@ async def test_event_writer_keeps_late_fragments_of_an_ended_call() -> None:
     assert message.stop_reason == "function_call"
     await out.fail("late")  # after the end: ignored
     assert len(frames) == len(types)
+
+
+async def test_stream_handler_is_a_method_called_alone(engine: Engine) -> None:
+    """No provider worker on the bus: the handler over a plain worker's channel, awaited directly."""
+    async with Worker("handlers").attach(engine) as worker:
+        direct = ProviderStream(worker, "direct", scripted.streamer(scripted.Scripts([scripted.Turn(text="hi")])))
+        writer, reader = await worker.create_channel()
+        request = StreamRequest.model_validate(
+            {"model": "scripted", "messages": [user("hi")], "writer_ref": writer.ref}
+        )
+
+        async def read() -> list[dict[str, Any]]:
+            return [json.loads(frame) async for frame in reader]
+
+        reading = asyncio.create_task(read())
+        assert await direct.stream(request) == {"ok": True, "status": "done"}
+        events = await asyncio.wait_for(reading, 10)
+        assert events[-1]["message"]["content"] == [{"type": "text", "text": "hi"}]
+        assert await worker.trigger("engine::functions::list", {"prefix": "provider::direct::"}) == {"functions": []}

@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from teamster.engine.engine import Engine
-from teamster.harness.sessions import COMPACTED_PREFIX, FORK_SUMMARY_THRESHOLD, create_worker
+from teamster.harness.contracts import UserMessage
+from teamster.harness.sessions import create_worker
+from teamster.harness.sessions.requests import Append, BranchRead, Fork
+from teamster.harness.sessions.store import SessionStore
+from teamster.harness.sessions.tree import COMPACTED_PREFIX
+from teamster.harness.sessions.trees import FORK_SUMMARY_THRESHOLD, SessionTrees
 from teamster.protocol import InvocationError
 from teamster.sdk import Worker
 from tests.conftest import Connect, expect_bad_input
@@ -408,3 +413,17 @@ async def test_get_is_one_sessions_record_or_null(w: Worker) -> None:
     assert (found["session_id"], found["display_name"], found["parent_session_id"]) == (child, "a", root)
     assert found == {"cwd": None, "last_message_summary": None, **await meta(w, child)}  # optional fields are null
     assert await w.trigger("session-tree::get", {"session_id": "no-such-session"}) is None
+
+
+async def test_tree_handlers_are_methods_called_one_by_one(engine: Engine) -> None:
+    """No session worker on the bus: the handler class over a plain worker's state calls, each method awaited."""
+    async with Worker("handlers").attach(engine) as worker:
+        trees = SessionTrees(SessionStore(worker))
+        first = await trees.append(Append(session_id="s1", message=UserMessage(content="hello", timestamp=0)))
+        await trees.append(Append(session_id="s1", message=UserMessage(content="again", timestamp=0)))
+        fork = await trees.fork(Fork(source_session_id="s1", from_entry_id=first.entry_id))
+        seen = await trees.messages(BranchRead(session_id=fork.session_id))
+        assert [m.message.content for m in seen.messages] == ["hello"]
+        stored = await worker.trigger("state::get", {"scope": "session_tree_meta", "key": "s1"})
+        assert (stored["entry_count"], stored["last_message_summary"]) == (2, "again")
+        assert await worker.trigger("engine::functions::list", {"prefix": "session-tree::"}) == {"functions": []}

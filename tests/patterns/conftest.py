@@ -22,7 +22,10 @@ from teamster.app.profiles import HarnessOptions, harness_workers
 from teamster.engine.engine import Engine
 from teamster.harness.contracts import Pricing, StreamRequest
 from teamster.harness.providers import scripted
-from teamster.harness.providers.stream import Credentials, EventWriter, provider_worker, text_of
+from teamster.harness.providers.credentials import Credentials
+from teamster.harness.providers.events import EventWriter
+from teamster.harness.providers.messages import text_of
+from teamster.harness.providers.worker import provider_worker
 from teamster.patterns import InprocAgents, Options, RunRequest, Turn, pricing, run_pattern
 from teamster.patterns import functions as patterns
 from teamster.patterns.engine import EngineAgents, EngineClient

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from teamster.harness.contracts import StreamRequest
-from teamster.harness.providers.stream import text_of
+from teamster.harness.providers.messages import text_of
 from teamster.patterns.events import MarketBid
 from teamster.patterns.market import ROSTER, award
 from tests.patterns.conftest import RunEvents, assert_contract, call, fail, only, prompts, run_inproc, say, types

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 from teamster.app import store
 from teamster.engine.config import EngineConfig
-from teamster.harness import approval, budget, compaction, contracts, events, sessions, trigger
+from teamster.harness import approval, budget, compaction, contracts, events, trigger
 from teamster.harness.orchestrator import exclusive, runtime
+from teamster.harness.sessions.inboxes import INBOX_SCOPE
+from teamster.harness.sessions.store import META_SCOPE, entries_scope
 from teamster.patterns import functions
 
 SCOPES: tuple[str, ...] = (
     approval.APPROVALS_SCOPE,  # approval records: writing one approves a parked call
     approval.SETTINGS_SCOPE,  # a session's approval mode and grants
     budget.SCOPE,  # budgets and their spend
-    sessions.META_SCOPE,
-    sessions.INBOX_SCOPE,
-    sessions.entries_scope("*"),  # `session_tree:<sid>`: the transcripts
+    META_SCOPE,
+    INBOX_SCOPE,
+    entries_scope("*"),  # `session_tree:<sid>`: the transcripts
     runtime.RECORDS,  # the orchestrator's turn records
     runtime.REQUESTS,  # its run requests (provider, model, functions)
     exclusive.LEASES,

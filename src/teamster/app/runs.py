@@ -34,7 +34,8 @@ from teamster.app.schemas import (
 from teamster.app.store import RunStore
 from teamster.harness.contracts import AgentMessage, AssistantMessage, UserMessage
 from teamster.harness.providers import scripted
-from teamster.harness.providers.stream import Credentials, text_of
+from teamster.harness.providers.credentials import Credentials
+from teamster.harness.providers.messages import text_of
 from teamster.patterns import pricing
 from teamster.patterns.agents import Agents
 from teamster.patterns.engine import EngineAgents, EngineClient

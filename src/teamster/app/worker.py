@@ -21,7 +21,14 @@ from teamster.sdk import Worker
 
 
 class AppWorker(Worker):
-    """`token`: the one the engine's HTTP listener demands, which the engine checks; the app only reports
+    """The app's worker: its functions are the run API's routes, one `app::<name>` each.
+
+    Their ids come from the route table (`teamster.app.routes`), so the constructor registers them by
+    hand (`teamster.app.http.bind`) rather than through `@handles`. It stays a `Worker` subclass because
+    the app hooks the connection's life: runs left behind are recovered on every open, and its runs are
+    closed before it disconnects.
+
+    `token`: the one the engine's HTTP listener demands, which the engine checks; the app only reports
     (in `/health`) whether there is one."""
 
     def __init__(self, *, token: str | None = None, profile: str = "thick", keepalive_s: float | None = None) -> None:

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from teamster.protocol.access import mark
+from teamster.protocol.handles import handles
 from teamster.sdk import InvocationError, Void, Worker
 
 log = logging.getLogger("teamster.harness.budget")
@@ -425,8 +426,8 @@ def forecast(budget: Budget, now: int) -> ForecastReply:
 # ---- the worker --------------------------------------------------------------------------------------
 
 
-class _Budgets:
-    """Storage through `state::*` and the per-budget locks; the functions call into it."""
+class BudgetStore:
+    """Storage through `state::*` and the per-budget locks; the handlers call into it."""
 
     def __init__(self, worker: Worker, clock: Callable[[], float]) -> None:
         self.worker = worker
@@ -499,17 +500,18 @@ class _Budgets:
                 log.warning("budget alert callback %s failed: %s", function_id, exc)
 
 
-def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
-    """The `llm-budget` worker; `clock` (epoch seconds) is injectable so tests can move time.
+class Budgets:
+    """The `budget::*` handlers over one `BudgetStore`.
 
     The functions that loosen or redirect a ceiling (update, delete, enforce, exempt, pause, reset,
     alert_set) are marked `human`: a worker or a model cannot lift the limit on what it spends."""
-    worker = Worker(WORKER_NAME, description="USD spend ceilings per day, week or month")
-    store = _Budgets(worker, clock)
 
-    @worker.function(CreateRequest.function_id, description="Create a budget; it starts enforced and not paused")
-    async def create(req: CreateRequest) -> CreateReply:
-        now = store.now()
+    def __init__(self, worker: Worker, clock: Callable[[], float] = time.time) -> None:
+        self.store = BudgetStore(worker, clock)
+
+    @handles(CreateRequest.function_id, description="Create a budget; it starts enforced and not paused")
+    async def create(self, req: CreateRequest) -> CreateReply:
+        now = self.store.now()
         start = period_start(req.period, now)
         budget = Budget(
             id=uuid.uuid4().hex,
@@ -523,18 +525,18 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
             created_at=now,
             updated_at=now,
         )
-        await store.save(budget)
+        await self.store.save(budget)
         return CreateReply(budget_id=budget.id)
 
-    @worker.function(GetRequest.function_id, description="Read a budget, as of now")
-    async def get(req: GetRequest) -> BudgetReply:
-        budget, _ = await store.change(req.budget_id, req.function_id, _nothing)
+    @handles(GetRequest.function_id, description="Read a budget, as of now")
+    async def get(self, req: GetRequest) -> BudgetReply:
+        budget, _ = await self.store.change(req.budget_id, req.function_id, _nothing)
         return BudgetReply(budget=budget)
 
-    @worker.function(ListRequest.function_id, description="List budgets, newest first, optionally filtered")
-    async def list_(req: ListRequest) -> BudgetList:
-        now = store.now()
-        budgets, _ = await store.everything()
+    @handles(ListRequest.function_id, description="List budgets, newest first, optionally filtered")
+    async def list_budgets(self, req: ListRequest) -> BudgetList:
+        now = self.store.now()
+        budgets, _ = await self.store.everything()
         shown = [
             prune_exemptions(roll_over(b, now)[0], now)  # a view: the next call on the budget persists it
             for b in budgets
@@ -543,12 +545,12 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
         shown.sort(key=lambda b: (b.created_at, b.id), reverse=True)
         return BudgetList(budgets=shown)
 
-    @worker.function(
+    @handles(
         UpdateRequest.function_id,
         description="Change ceiling, period, enforced, paused or name",
         metadata=mark("human"),
     )
-    async def update(req: UpdateRequest) -> BudgetReply:
+    async def update(self, req: UpdateRequest) -> BudgetReply:
         patch = req.patch
 
         async def apply(budget: Budget, now: int) -> None:
@@ -561,48 +563,48 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
             if "name" in patch.model_fields_set:
                 budget.name = patch.name
             if patch.period is not None and patch.period != budget.period:
-                await _change_period(store, budget, patch.period, now)
+                await _change_period(self.store, budget, patch.period, now)
             budget.updated_at = now
 
-        budget, _ = await store.change(req.budget_id, req.function_id, apply)
+        budget, _ = await self.store.change(req.budget_id, req.function_id, apply)
         return BudgetReply(budget=budget)
 
-    @worker.function(DeleteRequest.function_id, description="Delete a budget and its spend log", metadata=mark("human"))
-    async def delete(req: DeleteRequest) -> DeleteReply:
-        async with store.locked(req.budget_id):
+    @handles(DeleteRequest.function_id, description="Delete a budget and its spend log", metadata=mark("human"))
+    async def delete(self, req: DeleteRequest) -> DeleteReply:
+        async with self.store.locked(req.budget_id):
             try:
-                await store.load(req.budget_id, req.function_id)
+                await self.store.load(req.budget_id, req.function_id)
             except InvocationError as exc:
                 if exc.code == BUDGET_NOT_FOUND:
                     return DeleteReply(deleted=False)
                 raise
-            for entry in await store.logs(req.budget_id):
-                await store.delete(spend_log_key(entry.budget_id, entry.period_start))
-            await store.delete(budget_key(req.budget_id))
+            for entry in await self.store.logs(req.budget_id):
+                await self.store.delete(spend_log_key(entry.budget_id, entry.period_start))
+            await self.store.delete(budget_key(req.budget_id))
         return DeleteReply(deleted=True)
 
-    @worker.function(CheckRequest.function_id, description="May a call costing about this much go ahead?")
-    async def check_(req: CheckRequest) -> CheckReply:
+    @handles(CheckRequest.function_id, description="May a call costing about this much go ahead?")
+    async def check(self, req: CheckRequest) -> CheckReply:
         async def apply(budget: Budget, now: int) -> CheckReply:
             return check(budget, req.estimated_cost_usd, req.principal_id)
 
-        return (await store.change(req.budget_id, req.function_id, apply))[1]
+        return (await self.store.change(req.budget_id, req.function_id, apply))[1]
 
-    @worker.function(RecordRequest.function_id, description="Add spend; fires the alerts it crosses")
-    async def record(req: RecordRequest) -> RecordReply:
+    @handles(RecordRequest.function_id, description="Add spend; fires the alerts it crosses")
+    async def record(self, req: RecordRequest) -> RecordReply:
         async def apply(budget: Budget, now: int) -> list[tuple[str, dict[str, Any]]]:
             return add_spend(budget, req.cost_usd, now)
 
-        budget, due = await store.change(req.budget_id, req.function_id, apply)
-        await store.fire(due)
+        budget, due = await self.store.change(req.budget_id, req.function_id, apply)
+        await self.store.fire(due)
         return RecordReply(spent_usd=budget.spent_usd, remaining_usd=money(budget.ceiling_usd - budget.spent_usd))
 
-    @worker.function(UsageRequest.function_id, description="Spend of the current period, or of every period")
-    async def usage(req: UsageRequest) -> UsageReply:
+    @handles(UsageRequest.function_id, description="Spend of the current period, or of every period")
+    async def usage(self, req: UsageRequest) -> UsageReply:
         async def apply(budget: Budget, now: int) -> list[SpendLog]:
-            return [] if req.window == "current" else await store.logs(budget.id)
+            return [] if req.window == "current" else await self.store.logs(budget.id)
 
-        budget, logs = await store.change(req.budget_id, req.function_id, apply)
+        budget, logs = await self.store.change(req.budget_id, req.function_id, apply)
         live = SpendLog(
             budget_id=budget.id,
             period_start=budget.period_start_at,
@@ -621,26 +623,26 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
             records_count=sum(row.records_count for row in rows),
         )
 
-    @worker.function(ForecastRequest.function_id, description="Project this period's spend at the rate so far")
-    async def forecast_(req: ForecastRequest) -> ForecastReply:
+    @handles(ForecastRequest.function_id, description="Project this period's spend at the rate so far")
+    async def forecast(self, req: ForecastRequest) -> ForecastReply:
         async def apply(budget: Budget, now: int) -> ForecastReply:
             return forecast(budget, now)
 
-        return (await store.change(req.budget_id, req.function_id, apply))[1]
+        return (await self.store.change(req.budget_id, req.function_id, apply))[1]
 
-    @worker.function(EnforceRequest.function_id, description="Turn enforcement on or off", metadata=mark("human"))
-    async def enforce(req: EnforceRequest) -> BudgetReply:
+    @handles(EnforceRequest.function_id, description="Turn enforcement on or off", metadata=mark("human"))
+    async def enforce(self, req: EnforceRequest) -> BudgetReply:
         async def apply(budget: Budget, now: int) -> None:
             budget.enforced, budget.updated_at = req.enforced, now
 
-        return BudgetReply(budget=(await store.change(req.budget_id, req.function_id, apply))[0])
+        return BudgetReply(budget=(await self.store.change(req.budget_id, req.function_id, apply))[0])
 
-    @worker.function(
+    @handles(
         ExemptRequest.function_id,
         description="Let one principal past the ceiling for some hours",
         metadata=mark("human"),
     )
-    async def exempt(req: ExemptRequest) -> ExemptReply:
+    async def exempt(self, req: ExemptRequest) -> ExemptReply:
         async def apply(budget: Budget, now: int) -> int:
             expires_at = now + round(req.hours * 3_600_000)
             others = [e for e in budget.exemptions if e.principal_id != req.principal_id]
@@ -651,25 +653,25 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
             budget.updated_at = now
             return expires_at
 
-        _, expires_at = await store.change(req.budget_id, req.function_id, apply)
+        _, expires_at = await self.store.change(req.budget_id, req.function_id, apply)
         return ExemptReply(budget_id=req.budget_id, principal_id=req.principal_id, expires_at=expires_at)
 
-    @worker.function(PauseRequest.function_id, description="Pause or resume enforcement", metadata=mark("human"))
-    async def pause(req: PauseRequest) -> BudgetReply:
+    @handles(PauseRequest.function_id, description="Pause or resume enforcement", metadata=mark("human"))
+    async def pause(self, req: PauseRequest) -> BudgetReply:
         async def apply(budget: Budget, now: int) -> None:
             budget.paused, budget.updated_at = req.paused, now
 
-        return BudgetReply(budget=(await store.change(req.budget_id, req.function_id, apply))[0])
+        return BudgetReply(budget=(await self.store.change(req.budget_id, req.function_id, apply))[0])
 
-    @worker.function(
+    @handles(
         ResetRequest.function_id,
         description="Archive this period's spend and start it again at 0",
         metadata=mark("human"),
     )
-    async def reset(req: ResetRequest) -> ResetReply:
+    async def reset(self, req: ResetRequest) -> ResetReply:
         async def apply(budget: Budget, now: int) -> float:
             previous = budget.spent_usd
-            await store.save_log(
+            await self.store.save_log(
                 SpendLog(
                     budget_id=budget.id,
                     period_start=budget.period_start_at,
@@ -684,15 +686,15 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
             budget.updated_at = now
             return previous
 
-        _, previous = await store.change(req.budget_id, req.function_id, apply)
+        _, previous = await self.store.change(req.budget_id, req.function_id, apply)
         return ResetReply(budget_id=req.budget_id, previous_spent_usd=previous)
 
-    @worker.function(
+    @handles(
         AlertSetRequest.function_id,
         description="Call a function once a period at a share of the ceiling",
         metadata=mark("human"),
     )
-    async def alert_set(req: AlertSetRequest) -> AlertSetReply:
+    async def alert_set(self, req: AlertSetRequest) -> AlertSetReply:
         alert = Alert(
             alert_id=uuid.uuid4().hex,
             threshold_pct=req.threshold_pct,
@@ -704,9 +706,14 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
             budget.alerts.append(alert)
             budget.updated_at = now
 
-        await store.change(req.budget_id, req.function_id, apply)
+        await self.store.change(req.budget_id, req.function_id, apply)
         return AlertSetReply(alert_id=alert.alert_id)
 
+
+def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
+    """The `llm-budget` worker; `clock` (epoch seconds) is injectable so tests can move time."""
+    worker = Worker(WORKER_NAME, description="USD spend ceilings per day, week or month")
+    worker.serve(Budgets(worker, clock))
     return worker
 
 
@@ -714,7 +721,7 @@ async def _nothing(budget: Budget, now: int) -> None:
     return None
 
 
-async def _change_period(store: _Budgets, budget: Budget, period: Period, now: int) -> None:
+async def _change_period(store: BudgetStore, budget: Budget, period: Period, now: int) -> None:
     """Switch the period in place. Spend against the ceiling carries over: a new period never forgives.
 
     The new window starts at the new period's start, but never before the old window's start, so a

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from teamster.harness.contracts import Model
 from teamster.protocol import InvocationError
+from teamster.protocol.handles import handles
 from teamster.sdk import Worker
 
 SHIPPED = Path(__file__).with_name("catalog.yaml")
@@ -82,34 +83,41 @@ def flag(capability: str) -> str:
         raise InvocationError(INVALID_CAPABILITY, f"unknown capability {capability!r}, {CAPABILITY_HELP}") from None
 
 
-def create_worker(*, extra: Sequence[str | Path] = ()) -> Worker:
-    """The models-catalog worker: the shipped catalog, then each `extra` YAML file merged over it."""
-    catalog = load([SHIPPED, *map(Path, extra)])
-    worker = Worker("models-catalog")
+class Catalog:
+    """The `models::*` handlers over one loaded catalog."""
 
-    @worker.function("models::list")
-    async def list_models(req: ListRequest | None) -> ModelList:
+    def __init__(self, catalog: dict[tuple[str, str], Model]) -> None:
+        self.catalog = catalog
+
+    @handles("models::list")
+    async def list_models(self, req: ListRequest | None) -> ModelList:
         """Models in catalog order, optionally only one provider's or only those with a capability."""
         req = req or ListRequest()
         field = flag(req.capability) if req.capability is not None else None
         return ModelList(
             models=[
                 model
-                for model in catalog.values()
+                for model in self.catalog.values()
                 if req.provider in (None, model.provider) and (field is None or getattr(model, field))
             ]
         )
 
-    @worker.function("models::get")
-    async def get_model(req: ModelRef) -> Model | None:
+    @handles("models::get")
+    async def get_model(self, req: ModelRef) -> Model | None:
         """One model, or null when the catalog does not know it."""
-        return catalog.get((req.provider, req.model_id))
+        return self.catalog.get((req.provider, req.model_id))
 
-    @worker.function("models::supports")
-    async def supports(req: SupportsRequest) -> Supported:
+    @handles("models::supports")
+    async def supports(self, req: SupportsRequest) -> Supported:
         """Whether the model has the capability; an unknown model supports nothing."""
         field = flag(req.capability)
-        model = catalog.get((req.provider, req.model_id))
+        model = self.catalog.get((req.provider, req.model_id))
         return Supported(supported=model is not None and bool(getattr(model, field)))
 
+
+def create_worker(*, extra: Sequence[str | Path] = ()) -> Worker:
+    """The models-catalog worker: the shipped catalog, then each `extra` YAML file merged over it."""
+    catalog = load([SHIPPED, *map(Path, extra)])
+    worker = Worker("models-catalog")
+    worker.serve(Catalog(catalog))
     return worker

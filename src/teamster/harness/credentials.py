@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from teamster.harness.contracts import ApiKeyCredential, Credential
 from teamster.protocol import InvocationError
 from teamster.protocol.access import mark
+from teamster.protocol.handles import handles
 from teamster.sdk import Worker
 from teamster.storage.private import private_dir
 
@@ -160,41 +161,42 @@ def label(credential: Credential) -> str:
     return f"{kind} …{secret[-4:]}" if len(secret) >= 12 else kind
 
 
-def create_worker(*, path: str | Path | None = None, data_dir: str | Path = ".teamster") -> Worker:
-    """The auth-credentials worker, storing in `path` (default `<data_dir>/credentials.json`).
+class Credentials:
+    """The `auth::*` handlers over one `CredentialStore`.
 
     The functions that reveal or change a key are marked `secret`: over the bus only `provider` and
     `admin` connections reach them. `auth::status` and `auth::list_providers` never show a key."""
-    store = CredentialStore(Path(path) if path is not None else Path(data_dir) / "credentials.json")
-    worker = Worker("auth-credentials")
 
-    @worker.function("auth::get_token", metadata=mark("secret"))
-    def get_token(req: ProviderRequest) -> Credential | None:
+    def __init__(self, store: CredentialStore) -> None:
+        self.store = store
+
+    @handles("auth::get_token", metadata=mark("secret"))
+    def get_token(self, req: ProviderRequest) -> Credential | None:
         """The provider's credential: stored, else synthesised from its environment variable, else null."""
-        found = resolve(req.provider, store.load())
+        found = resolve(req.provider, self.store.load())
         return found[0] if found else None
 
-    @worker.function("auth::set_token", metadata=mark("secret"))
-    def set_token(req: SetTokenRequest) -> Ok:
+    @handles("auth::set_token", metadata=mark("secret"))
+    def set_token(self, req: SetTokenRequest) -> Ok:
         """Store a credential for the provider, replacing any stored one."""
-        store.put(req.provider, req.credential)
+        self.store.put(req.provider, req.credential)
         return Ok()
 
-    @worker.function("auth::delete_token", metadata=mark("secret"))
-    def delete_token(req: ProviderRequest) -> Deleted:
+    @handles("auth::delete_token", metadata=mark("secret"))
+    def delete_token(self, req: ProviderRequest) -> Deleted:
         """Forget the stored credential (the environment variable, if any, still applies)."""
-        return Deleted(deleted=store.remove(req.provider))
+        return Deleted(deleted=self.store.remove(req.provider))
 
-    @worker.function("auth::status")
-    def status(req: ProviderRequest) -> Status:
+    @handles("auth::status")
+    def status(self, req: ProviderRequest) -> Status:
         """Whether the provider is configured, from where, and a label; never the secret."""
-        found = resolve(req.provider, store.load())
+        found = resolve(req.provider, self.store.load())
         return Status(configured=True, source=found[1], label=label(found[0])) if found else Status(configured=False)
 
-    @worker.function("auth::list_providers")
-    def list_providers(req: NoInput | None) -> Providers:
+    @handles("auth::list_providers")
+    def list_providers(self, req: NoInput | None) -> Providers:
         """Every known provider and every stored one, with where its credential would come from."""
-        stored = store.load()
+        stored = self.store.load()
         rows = []
         for provider in sorted(ENV_VARS.keys() | stored.keys()):
             found = resolve(provider, stored)
@@ -208,4 +210,10 @@ def create_worker(*, path: str | Path | None = None, data_dir: str | Path = ".te
             )
         return Providers(providers=rows)
 
+
+def create_worker(*, path: str | Path | None = None, data_dir: str | Path = ".teamster") -> Worker:
+    """The auth-credentials worker, storing in `path` (default `<data_dir>/credentials.json`)."""
+    store = CredentialStore(Path(path) if path is not None else Path(data_dir) / "credentials.json")
+    worker = Worker("auth-credentials")
+    worker.serve(Credentials(store))
     return worker

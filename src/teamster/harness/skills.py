@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from teamster.protocol import InvocationError
+from teamster.protocol.handles import handles
 from teamster.sdk import Worker
 
 SHIPPED = Path(__file__).with_name("skills")
@@ -122,32 +123,39 @@ def _describe(skill_id: str, text: str) -> dict[str, Any]:
     }
 
 
-def create_worker(*, folder: str | Path = SHIPPED, user_folder: str | Path | None = None) -> Worker:
-    """The skills-directory worker over `folder`, overlaid by `user_folder`; files are read on every call.
+class Skills:
+    """The `directory::skills::*` handlers over `folders`, later ones overlaying earlier; files are read on every call.
 
     The handlers run on the event loop: a skill file is a few KB on local disk, which reads in microseconds,
     while a hop to a thread costs hundreds of them.
     """
-    folders = [Path(folder)] if user_folder is None else [Path(folder), Path(user_folder)]
-    worker = Worker("skills-directory")
 
-    @worker.function("directory::skills::list")
-    async def list_skills(req: NoInput | None) -> SkillList:
+    def __init__(self, folders: list[Path]) -> None:
+        self.folders = folders
+
+    @handles("directory::skills::list")
+    async def list_skills(self, req: NoInput | None) -> SkillList:
         """Every skill with its title, type and description (no body), sorted by id."""
         rows = [
             SkillRow(**read_skill(skill_id, path).model_dump(exclude={"body"}), bytes=path.stat().st_size)
-            for skill_id, path in sorted(discover(folders).items())
+            for skill_id, path in sorted(discover(self.folders).items())
         ]
         return SkillList(skills=rows)
 
-    @worker.function("directory::skills::get")
-    async def get_skill(req: SkillRef) -> Skill:
+    @handles("directory::skills::get")
+    async def get_skill(self, req: SkillRef) -> Skill:
         """One skill with its Markdown body, by id or `iii://id`."""
         skill_id = parse_id(req.id)
-        for root in reversed(folders):
+        for root in reversed(self.folders):
             path = root / f"{skill_id}.md"
             if path.is_file():
                 return read_skill(skill_id, path)
         raise InvocationError(SKILL_NOT_FOUND, f"no skill {skill_id!r}")
 
+
+def create_worker(*, folder: str | Path = SHIPPED, user_folder: str | Path | None = None) -> Worker:
+    """The skills-directory worker over `folder`, overlaid by `user_folder`."""
+    folders = [Path(folder)] if user_folder is None else [Path(folder), Path(user_folder)]
+    worker = Worker("skills-directory")
+    worker.serve(Skills(folders))
     return worker

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from teamster.protocol.handles import handles
 from teamster.sdk import Worker
 
 REQUESTS = "harness_requests"
@@ -21,13 +22,14 @@ class TriggerRequest(BaseModel):
     payload: dict[str, Any]
 
 
-def create_worker(*, http: bool = True) -> Worker:
-    """`http`: bind `POST /run` to `harness::trigger`; off where the run API's own `POST /run` serves the
-    path and hands harness-shaped bodies on (`teamster up`, which reserves the app's routes)."""
-    worker = Worker("harness")
+class Intake:
+    """The `harness::trigger` handler: store the turn request, then start its run."""
 
-    @worker.function("harness::trigger", description="Accept a turn request (HTTP POST /run) and start it")
-    async def trigger(data: Any) -> dict[str, Any]:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    @handles("harness::trigger", description="Accept a turn request (HTTP POST /run) and start it")
+    async def trigger(self, data: Any) -> dict[str, Any]:
         # Called over HTTP the request arrives wrapped; called directly it is the body itself.
         body = data.get("body") if isinstance(data, dict) and "trigger" in data else data
         try:
@@ -42,12 +44,18 @@ def create_worker(*, http: bool = True) -> Worker:
         received = int(time.time() * 1000)
         key = f"{session_id}/{req.message_id or received}"
         record = {"payload": req.payload, "message_id": req.message_id, "received_at_ms": received}
-        await worker.trigger("state::set", {"scope": REQUESTS, "key": key, "value": record})
-        result = await worker.trigger(
+        await self.worker.trigger("state::set", {"scope": REQUESTS, "key": key, "value": record})
+        result = await self.worker.trigger(
             "run::start", {**req.payload, "session_id": session_id}, timeout=RUN_START_TIMEOUT_S
         )
         return _reply(200 if result.get("started") else 409, result)
 
+
+def create_worker(*, http: bool = True) -> Worker:
+    """`http`: bind `POST /run` to `harness::trigger`; off where the run API's own `POST /run` serves the
+    path and hands harness-shaped bodies on (`teamster up`, which reserves the app's routes)."""
+    worker = Worker("harness")
+    worker.serve(Intake(worker))
     if http:
         worker.register_trigger("http", "harness::trigger", {"api_path": "run", "http_method": "POST"})
     return worker

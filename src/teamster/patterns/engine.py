@@ -36,7 +36,7 @@ from teamster.harness.harness_events import (
     TurnEnd,
     TurnStateChanged,
 )
-from teamster.harness.providers.stream import result_text
+from teamster.harness.providers.messages import result_text
 from teamster.patterns.agents import AgentCall, AgentError, AgentResult, OnStep, Step, ToolUse
 from teamster.patterns.events import ApprovalRequest
 from teamster.patterns.functions import INPUTS, InputClose, InputRecord, close_input, now_ms

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from teamster.patterns.tools import ALL, Shape, Tool, ToolError
 from teamster.protocol import InvocationError
+from teamster.protocol.handles import handles
 from teamster.sdk import Worker
 
 INPUTS = "pattern_inputs"  # state scope: one InputRecord per request id
@@ -104,25 +105,32 @@ async def close_input(worker: Worker, request_id: str, close: InputClose) -> Inp
     return InputClose.model_validate(reply["new_value"]["closes"][0])
 
 
-def create_worker() -> Worker:
-    """The `patterns` worker, ready to connect or attach."""
-    worker = Worker("patterns", description="Pattern tools and human input")
-    for tool in ALL:
-        _serve(worker, tool)
+class PatternFunctions:
+    """The `patterns` worker's handlers: each pattern tool under its function id, and the human-input functions.
 
-    @worker.function("patterns::input::pending", description="Open human-input requests, oldest first")
-    async def pending(req: PendingQuery) -> PendingList:
-        rows = [InputRecord.model_validate(row) for row in await worker.trigger("state::list", {"scope": INPUTS})]
+    The tools' ids come from the tool table (`teamster.patterns.tools.ALL`), so `register_tools` registers them
+    by hand; the input functions are `@handles` methods."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def register_tools(self) -> None:
+        for tool in ALL:
+            _serve(self.worker, tool)
+
+    @handles("patterns::input::pending", description="Open human-input requests, oldest first")
+    async def pending(self, req: PendingQuery) -> PendingList:
+        rows = [InputRecord.model_validate(row) for row in await self.worker.trigger("state::list", {"scope": INPUTS})]
         open_rows = [r for r in rows if r.closed is None and (req.run_id is None or r.run_id == req.run_id)]
         open_rows.sort(key=lambda r: (r.asked_at, r.request_id))
         return PendingList(requests=[PendingInput.model_validate(r.model_dump()) for r in open_rows])
 
-    @worker.function("patterns::input::resolve", description="Answer a human-input request, once")
-    async def resolve(req: Answer) -> Resolved:
-        if await worker.trigger("state::get", {"scope": INPUTS, "key": req.request_id}) is None:
+    @handles("patterns::input::resolve", description="Answer a human-input request, once")
+    async def resolve(self, req: Answer) -> Resolved:
+        if await self.worker.trigger("state::get", {"scope": INPUTS, "key": req.request_id}) is None:
             raise InvocationError(INPUT_NOT_FOUND, f"no input request {req.request_id}")
         mine = InputClose(reason="answered", answer=req.answer)
-        won = await close_input(worker, req.request_id, mine)
+        won = await close_input(self.worker, req.request_id, mine)
         if won.id == mine.id:
             return Resolved(request_id=req.request_id)
         if won.reason == "answered":
@@ -130,6 +138,13 @@ def create_worker() -> Worker:
         ended = "timed out" if won.reason == "timed_out" else "was closed: its run stopped waiting"
         raise InvocationError(INPUT_CLOSED, f"input request {req.request_id} {ended}")
 
+
+def create_worker() -> Worker:
+    """The `patterns` worker, ready to connect or attach."""
+    worker = Worker("patterns", description="Pattern tools and human input")
+    functions = PatternFunctions(worker)
+    functions.register_tools()
+    worker.serve(functions)
     return worker
 
 

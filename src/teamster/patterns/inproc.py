@@ -22,7 +22,10 @@ from teamster.harness.contracts import (
     UserMessage,
 )
 from teamster.harness.providers import anthropic, local, openai, scripted
-from teamster.harness.providers.stream import Credentials, EventWriter, StreamFn, classify_error
+from teamster.harness.providers.credentials import Credentials
+from teamster.harness.providers.errors import classify_error
+from teamster.harness.providers.events import EventWriter
+from teamster.harness.providers.worker import StreamFn
 from teamster.patterns.agents import AgentCall, AgentError, AgentResult, OnStep, Step, ToolUse
 from teamster.patterns.inputs import Inputs
 from teamster.patterns.tools import ToolError

@@ -33,19 +33,12 @@ from teamster.harness.contracts import (
     ThinkingBlock,
     UserMessage,
 )
-from teamster.harness.providers.stream import (
-    Credentials,
-    EventWriter,
-    ProviderError,
-    StreamFn,
-    ToolNames,
-    credential_secret,
-    function_ids_in,
-    provider_worker,
-    replayable,
-    result_text,
-    text_of,
-)
+from teamster.harness.providers.credentials import Credentials, credential_secret
+from teamster.harness.providers.errors import ProviderError
+from teamster.harness.providers.events import EventWriter
+from teamster.harness.providers.messages import function_ids_in, replayable, result_text, text_of
+from teamster.harness.providers.tool_names import ToolNames
+from teamster.harness.providers.worker import StreamFn, provider_worker
 from teamster.sdk import Worker
 
 DEFAULT_MAX_TOKENS = 8192

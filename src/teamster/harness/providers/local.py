@@ -31,15 +31,11 @@ from teamster.harness.contracts import (
     TextBlock,
     UserMessage,
 )
-from teamster.harness.providers.stream import (
-    Credentials,
-    EventWriter,
-    ProviderError,
-    StreamFn,
-    provider_worker,
-    result_text,
-    text_of,
-)
+from teamster.harness.providers.credentials import Credentials
+from teamster.harness.providers.errors import ProviderError
+from teamster.harness.providers.events import EventWriter
+from teamster.harness.providers.messages import result_text, text_of
+from teamster.harness.providers.worker import StreamFn, provider_worker
 from teamster.sdk import Worker
 
 NAME = "local"
