@@ -42,7 +42,7 @@ from teamster.patterns.events import TERMINAL, ApprovalResolved, Event, Workflow
 from teamster.patterns.functions import INPUT_NOT_FOUND
 from teamster.patterns.inproc import InprocAgents, default_streams
 from teamster.patterns.registry import drive
-from teamster.patterns.request import RunRequest, Turn
+from teamster.patterns.request import PatternRequest, Turn
 from teamster.patterns.run import Run
 from teamster.protocol import InvocationError
 from teamster.sdk import Worker
@@ -166,7 +166,7 @@ class RunManager:
             trace_id=trace_id,
             budget_id=agents.budget_id if isinstance(agents, EngineAgents) else None,
         )
-        request = RunRequest(
+        request = PatternRequest(
             pattern=req.pattern,
             query=req.message,
             model=req.model,

@@ -36,7 +36,7 @@ from teamster.app.run import run
 from teamster.bench.common import EMBEDDED_MODULES, REPORT_WIDTH, Benchmark, Step, ignore, loop_name, show
 from teamster.engine.config import EngineConfig, WorkerEntry
 from teamster.engine.engine import Engine
-from teamster.patterns import PATTERN_NAMES, InprocAgents, RunRequest, run_pattern
+from teamster.patterns import PATTERN_NAMES, InprocAgents, PatternRequest, run_pattern
 from teamster.patterns import functions as patterns
 from teamster.patterns.agents import AgentCall, AgentResult, Agents, OnStep
 from teamster.patterns.engine import EngineAgents, EngineClient
@@ -85,7 +85,7 @@ async def one_run(pattern: str, agents: Agents) -> tuple[float, float, int]:
     counted = Counted(agents)
     events: list[Event] = []
     started, cpu = time.perf_counter(), time.process_time()
-    await run_pattern(RunRequest(pattern=pattern, query=QUERY), counted, events.append)  # type: ignore[arg-type]
+    await run_pattern(PatternRequest(pattern=pattern, query=QUERY), counted, events.append)  # type: ignore[arg-type]
     elapsed, used = (time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000
     last = events[-1]
     if last.type != "workflow_complete":  # type: ignore[attr-defined]

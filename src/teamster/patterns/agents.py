@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from teamster.patterns.tools import Shape, Tool
+from teamster.patterns.tools import Tool, ToolPayload
 
-R = TypeVar("R", bound=Shape)
+R = TypeVar("R", bound=ToolPayload)
 
 
 @dataclass(frozen=True, slots=True)

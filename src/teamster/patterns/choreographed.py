@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from teamster.patterns.agents import AgentCall, AgentError, AgentResult
-from teamster.patterns.events import AgentResult as AgentOutcome
-from teamster.patterns.events import IterationEnd, preview
+from teamster.patterns.events import AgentOutcome, IterationEnd, preview
 from teamster.patterns.history import with_history
 from teamster.patterns.orchestrated import Bus
 from teamster.patterns.run import Run
