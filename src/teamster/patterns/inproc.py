@@ -23,7 +23,16 @@ from teamster.harness.contracts import (
 )
 from teamster.harness.providers import anthropic, local, openai, scripted
 from teamster.harness.providers.stream import Credentials, EventWriter, StreamFn, classify_error
-from teamster.patterns.agents import AgentCall, AgentError, AgentResult, OnStep, Step, ToolUse
+from teamster.patterns.agents import (
+    AgentCall,
+    AgentError,
+    AgentResult,
+    InputNotFound,
+    OnApproval,
+    OnStep,
+    Step,
+    ToolUse,
+)
 from teamster.patterns.inputs import Inputs
 from teamster.patterns.tools import ToolError
 
@@ -63,6 +72,13 @@ class InprocAgents:
         self.inputs = inputs or Inputs()
         self.credentials = credentials
         self._stream = streams[provider]
+
+    async def answer(self, request_id: str, answer: str) -> None:
+        if not self.inputs.resolve(request_id, answer):
+            raise InputNotFound(f"input request {request_id} is no longer open")
+
+    def show_approvals(self, on_approval: OnApproval) -> None:
+        """Nothing to show: this backend has no approval gate, every call runs at once."""
 
     async def run(self, call: AgentCall, on_step: OnStep) -> AgentResult:
         tools = {tool.function_id: tool for tool in call.tools}

@@ -226,7 +226,6 @@ async def _run(request: PatternRequest, target: Target, as_json: bool) -> int:
     """Drive the run to its terminal event on `target`, showing it; the exit status."""
     from teamster.app.live import RunDisplay
     from teamster.app.questions import Questions
-    from teamster.patterns.engine import EngineAgents
     from teamster.patterns.events import ApprovalResolved, Event
     from teamster.patterns.registry import drive
     from teamster.patterns.run import Run
@@ -243,8 +242,7 @@ async def _run(request: PatternRequest, target: Target, as_json: bool) -> int:
                     questions.on_event(data)
 
             run = Run(request, team.agents, sink)
-            if isinstance(team.agents, EngineAgents):
-                team.agents.on_approval = run.emit  # a parked call is an event of the run
+            team.agents.show_approvals(run.emit)  # a parked call is an event of the run
 
             async def decide(event: dict[str, Any], allow: bool) -> str | None:
                 assert team.decide is not None
