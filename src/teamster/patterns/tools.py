@@ -220,8 +220,13 @@ FORMAT_CONTENT = Tool("formatContent", "Wrap content in a markdown template", Fo
 # ---- choreographed (v2) ----------------------------------------------------------------------
 
 
+# The choreographed pattern's peers, in the order they take turns: the one roster (the pattern, this tool's
+# schema and the playground's view, through app/static/roster.js, all read it from here).
+ChoreographedPeer = Literal["backend", "frontend", "design"]
+
+
 class MessageArgs(ToolPayload):
-    recipient_agent: Literal["backend", "frontend", "design"]
+    recipient_agent: ChoreographedPeer
     message_content: str = Field(min_length=1)
 
 
