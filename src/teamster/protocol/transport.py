@@ -8,6 +8,7 @@ a socket would carry, just without encoding them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from teamster.protocol.errors import TIMEOUT, InvocationError
@@ -26,8 +27,8 @@ class LocalPeer(Protocol):
         """A message from the engine (registration results, calls to run in a task of the worker's own)."""
         ...
 
-    async def execute(self, call: InvokeFunction) -> Any:
-        """Run one of the worker's functions and return its result, or raise InvocationError."""
+    def execute(self, call: InvokeFunction) -> Awaitable[Any]:
+        """Run one of the worker's functions: its result, or InvocationError."""
         ...
 
     def detached(self) -> None:

@@ -7,7 +7,7 @@ import logging
 import os
 import platform
 import traceback
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
@@ -320,9 +320,10 @@ class Worker:
         """A message from an in-process engine."""
         self._spawn(self._on_message(msg))
 
-    async def execute(self, call: InvokeFunction) -> Any:
-        """Run one of this worker's functions directly (in-process engine)."""
-        return await self._run(call.function_id, call.data, call.metadata, call.traceparent, call.baggage)
+    def execute(self, call: InvokeFunction) -> Awaitable[Any]:
+        """Run one of this worker's functions directly (in-process engine); the handler's own coroutine,
+        not one wrapped around it, since every in-process call takes this path."""
+        return self._run(call.function_id, call.data, call.metadata, call.traceparent, call.baggage)
 
     def detached(self) -> None:
         self.state = "disconnected"
