@@ -14,8 +14,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from teamster.harness import approval, budget, compaction, sessions, trigger
+from teamster.harness import approval, budget, compaction, trigger
 from teamster.harness.orchestrator import exclusive, runtime
+from teamster.harness.sessions import inboxes, store
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "teamster"
@@ -36,8 +37,8 @@ BELOW: dict[str, frozenset[str]] = {
 }
 
 # Harness modules every harness worker may import: the typed contracts on the bus, and libraries that
-# are no worker's (a lease on a state key; a cache of what a worker itself wrote).
-HARNESS_SHARED = frozenset({"contracts", "lease", "owned"})
+# are no worker's (a lease on a state key; a cache of what a worker itself wrote; an example value for a schema).
+HARNESS_SHARED = frozenset({"contracts", "lease", "owned", "schema_example"})
 
 # Imports that break a rule today and that issue 18's other parts remove; empty this after merging them.
 ISSUE_18_PENDING: frozenset[tuple[str, str]] = frozenset()
@@ -48,8 +49,8 @@ SCOPE_OWNERS = {
     approval.APPROVALS_SCOPE: "approval",
     approval.SETTINGS_SCOPE: "approval",
     budget.SCOPE: "budget",
-    sessions.META_SCOPE: "sessions",
-    sessions.INBOX_SCOPE: "sessions",
+    store.META_SCOPE: "sessions",
+    inboxes.INBOX_SCOPE: "sessions",
     runtime.RECORDS: "orchestrator",
     runtime.REQUESTS: "orchestrator",
     exclusive.LEASES: "orchestrator",
