@@ -1,6 +1,6 @@
 """`python -m teamster`: the same as the `teamster` command."""
 
-from teamster.app.cli import main
+from teamster.cli import main
 
 if __name__ == "__main__":
     main()

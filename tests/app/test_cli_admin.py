@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from teamster.app.cli import app
+from teamster.cli import app
 from teamster.patterns import PATTERN_NAMES
 from teamster.patterns.events import EVENTS
 

@@ -26,7 +26,7 @@ from teamster.harness.providers.credentials import Credentials
 from teamster.harness.providers.events import EventWriter
 from teamster.harness.providers.messages import text_of
 from teamster.harness.providers.worker import provider_worker
-from teamster.patterns import InprocAgents, Options, RunRequest, Turn, pricing, run_pattern
+from teamster.patterns import InprocAgents, Options, PatternRequest, Turn, pricing, run_pattern
 from teamster.patterns import functions as patterns
 from teamster.patterns.engine import EngineAgents, EngineClient
 from teamster.patterns.events import Event, InputRequest
@@ -55,8 +55,8 @@ def fail(message: str) -> dict[str, Any]:
 
 def request(
     pattern: str, query: str, book: Book | None, history: list[dict[str, str]] | None, **options: Any
-) -> RunRequest:
-    return RunRequest(
+) -> PatternRequest:
+    return PatternRequest(
         pattern=pattern,  # type: ignore[arg-type]
         query=query,
         model="scripted:book" if book is not None else "scripted",
@@ -150,7 +150,7 @@ def assert_contract(events: list[Event]) -> None:
 # the patterns worker. Starting the thick workers costs about half a second (their JSON Schemas), so every
 # test of the session shares one engine (`shared_engine`): it serves from its own thread and event loop,
 # and each run executes on that loop, its worker attached in-process. Each run loads its book under a
-# fresh name, so runs never share a script; the RunRequest still says `scripted:book`, so events match
+# fresh name, so runs never share a script; the PatternRequest still says `scripted:book`, so events match
 # the inproc backend's.
 
 ALLOW_PATTERN_TOOLS = "version: 1\nrules:\n  - 'pattern::*'\n"  # pattern tools only record intent

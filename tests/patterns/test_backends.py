@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from teamster.harness.contracts import StreamRequest
-from teamster.patterns import PATTERN_NAMES, InprocAgents, RunRequest, run_pattern
+from teamster.patterns import PATTERN_NAMES, InprocAgents, PatternRequest, run_pattern
 from teamster.patterns import functions as patterns
 from teamster.patterns.agents import AgentCall, AgentError, Step
 from teamster.patterns.evaluator_optimizer import CRITIC_SYSTEM
@@ -176,7 +176,7 @@ async def test_an_engine_run_is_a_root_session_with_one_child_per_agent_call() -
     async def tree_run() -> tuple[list[Event], str, dict[str, Any], list[list[dict[str, Any]]]]:
         agents = host.agents(await host.load(None), run_id="tree-run")
         events: list[Event] = []
-        request = RunRequest(pattern="evaluator_optimizer", query="Name a color.", run_id="tree-run")
+        request = PatternRequest(pattern="evaluator_optimizer", query="Name a color.", run_id="tree-run")
         await run_pattern(request, agents, events.append)
         worker = host.client.worker
         children = await worker.trigger("session-tree::children", {"session_id": agents.session_id})
@@ -247,7 +247,9 @@ async def test_human_input_inproc_is_answered_through_inputs_resolve() -> None:
             assert agents.inputs.pending() == [event.request_id]
             accepted.append(agents.inputs.resolve(event.request_id, "developers"))
 
-    await run_pattern(RunRequest(pattern="orchestrated", query="Write a post.", model="scripted:book"), agents, sink)
+    await run_pattern(
+        PatternRequest(pattern="orchestrated", query="Write a post.", model="scripted:book"), agents, sink
+    )
     (request,) = only(events, "input_request")
     assert accepted == [True]
     assert not agents.inputs.resolve(request.request_id, "again")  # nothing waits for it any more
@@ -263,7 +265,7 @@ async def test_human_input_on_the_engine_survives_a_page_reload(tmp_path: Path) 
         first_page, stored = _page("page-1")
         await first_page.open_local(host.engine)
         events: list[Event] = []
-        request = RunRequest(pattern="orchestrated", query="Write a post.", model="scripted:book", run_id="r-input")
+        request = PatternRequest(pattern="orchestrated", query="Write a post.", model="scripted:book", run_id="r-input")
         running = asyncio.ensure_future(run_pattern(request, host.agents(model, run_id="r-input"), events.append))
         await stored.wait()
         await first_page.close()  # the reload: whatever the page held is gone

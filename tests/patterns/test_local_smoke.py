@@ -12,7 +12,7 @@ import importlib.util
 import pytest
 
 from teamster.harness.providers import local
-from teamster.patterns import PATTERN_NAMES, InprocAgents, Options, RunRequest, run_pattern
+from teamster.patterns import PATTERN_NAMES, InprocAgents, Options, PatternRequest, run_pattern
 from teamster.patterns.events import Event
 from tests.patterns.conftest import assert_contract
 
@@ -30,7 +30,7 @@ STREAM = local.streamer(max_tokens=64)  # one model load for the whole module
 @pytest.mark.timeout(HANG_GUARD_S + 60)
 @pytest.mark.parametrize("pattern", PATTERN_NAMES)
 async def test_pattern_ends_cleanly_on_the_local_model(pattern: str) -> None:
-    request = RunRequest(
+    request = PatternRequest(
         pattern=pattern,  # type: ignore[arg-type]
         query="Reply with a single short sentence about teamwork.",
         provider="local",

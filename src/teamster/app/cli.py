@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from teamster import __version__
-from teamster.app.commands import approvals, bench, budget, policy, runs, sessions
+from teamster.app.commands import approvals, budget, policy, runs, sessions
 from teamster.app.commands.run import run_command
 from teamster.app.output import UserError, fail
 from teamster.app.run import run, stop_signals
@@ -147,11 +147,10 @@ app.add_typer(approvals.app, name="approvals")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(budget.app, name="budget")
 app.add_typer(policy.app, name="policy")
-app.command("bench")(bench.bench_command)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Run the CLI with the commands registered on `app` (`teamster.cli` adds `bench` before calling this)."""
     app(prog_name="teamster")
 
 

@@ -37,13 +37,12 @@ from teamster.harness.providers import scripted
 from teamster.harness.providers.credentials import Credentials
 from teamster.harness.providers.messages import text_of
 from teamster.patterns import pricing
-from teamster.patterns.agents import Agents
+from teamster.patterns.agents import Agents, InputClosed, InputNotFound
 from teamster.patterns.engine import EngineAgents, EngineClient
 from teamster.patterns.events import TERMINAL, ApprovalResolved, Event, WorkflowError, preview
-from teamster.patterns.functions import INPUT_NOT_FOUND
 from teamster.patterns.inproc import InprocAgents, default_streams
 from teamster.patterns.registry import drive
-from teamster.patterns.request import RunRequest, Turn
+from teamster.patterns.request import PatternRequest, Turn
 from teamster.patterns.run import Run
 from teamster.protocol import InvocationError
 from teamster.sdk import Worker
@@ -144,9 +143,9 @@ class RunManager:
         provider = req.provider or pricing.provider_of(req.model)
         run_id = uuid.uuid4().hex
         session_id = req.session_id or str(uuid.uuid4())
-        agents = await self._agents(req.backend, provider, req.model, run_id, session_id, req.policy)
-        if req.budget is not None and isinstance(agents, EngineAgents):  # a refusal here has written nothing yet
-            agents.budget_id = await self._budget(run_id, req.budget)
+        # Budgets are the engine backend's alone (refused above otherwise); a refusal here has written nothing yet.
+        budget_id = await self._budget(run_id, req.budget) if req.budget is not None else None
+        agents = await self._agents(req.backend, provider, req.model, run_id, session_id, req.policy, budget_id)
         await self._session(session_id, req.message)
         history = req.history if req.history is not None else await self.history(session_id)
         await self._sessions(
@@ -165,9 +164,9 @@ class RunManager:
             max_turns=req.max_turns,
             created_at=now_ms(),
             trace_id=trace_id,
-            budget_id=agents.budget_id if isinstance(agents, EngineAgents) else None,
+            budget_id=budget_id,
         )
-        request = RunRequest(
+        request = PatternRequest(
             pattern=req.pattern,
             query=req.message,
             model=req.model,
@@ -178,19 +177,31 @@ class RunManager:
         )
         live = LiveRun(record, agents)
         live.run = run = Run(request, agents, live.on_event)
-        if isinstance(agents, EngineAgents):
-            agents.on_approval = run.emit
+        agents.show_approvals(run.emit)
         await self.store.save(record)
         self.live[run_id] = live
         live.task = asyncio.get_running_loop().create_task(self._drive(live, run), name=f"run {run_id}")
         return live
 
     async def _agents(
-        self, backend: Backend, provider: str, model: str, run_id: str, session_id: str, policy: str
+        self,
+        backend: Backend,
+        provider: str,
+        model: str,
+        run_id: str,
+        session_id: str,
+        policy: str,
+        budget_id: str | None,
     ) -> Agents:
         if backend == "engine":
             return EngineAgents(
-                self.client, provider, model, run_id=run_id, session_id=session_id, approval_mode=policy
+                self.client,
+                provider,
+                model,
+                run_id=run_id,
+                session_id=session_id,
+                budget_id=budget_id,
+                approval_mode=policy,
             )
         streams = default_streams(await self._scripts(model) if provider == "scripted" else None)
         try:
@@ -383,15 +394,12 @@ class RunManager:
         live = await self._live(run_id)
         if request_id not in live.inputs:
             raise ApiError.not_found("input_not_found", f"run {run_id} has no open input request {request_id}")
-        if isinstance(live.agents, InprocAgents):
-            if not live.agents.inputs.resolve(request_id, answer):
-                raise ApiError.not_found("input_not_found", f"input request {request_id} is no longer open")
-            return
         try:
-            await self.worker.trigger("patterns::input::resolve", {"request_id": request_id, "answer": answer})
-        except InvocationError as exc:
-            status = 404 if exc.code == INPUT_NOT_FOUND else 409
-            raise ApiError(status, "input_not_found" if status == 404 else "input_closed", exc.message) from None
+            await live.agents.answer(request_id, answer)
+        except InputNotFound as exc:
+            raise ApiError.not_found("input_not_found", str(exc)) from None
+        except InputClosed as exc:
+            raise ApiError(409, "input_closed", str(exc)) from None
 
     async def abort(self, run_id: str) -> RunRecord:
         live = await self._live(run_id)

@@ -15,9 +15,9 @@ from teamster.app.http import bind
 from teamster.app.routes import all_routes
 from teamster.app.runs import RunManager
 from teamster.engine.config import EngineConfig
-from teamster.engine.engine import Engine
 from teamster.patterns.engine import EngineClient
 from teamster.sdk import Worker
+from teamster.sdk.transport import LocalHost
 
 
 class AppWorker(Worker):
@@ -53,7 +53,7 @@ class AppWorker(Worker):
         await super().open(url, wait=wait, headers=headers)
         await self.runs.recover()
 
-    async def open_local(self, engine: Engine) -> None:
+    async def open_local(self, engine: LocalHost) -> None:
         await super().open_local(engine)
         await self.runs.recover()
 

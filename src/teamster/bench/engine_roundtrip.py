@@ -38,12 +38,12 @@ INFLIGHT = 64
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class EngineBenchSize:
     calls: int = 5000
     repeat: int = 3
 
 
-QUICK = Settings(calls=500, repeat=1)
+QUICK = EngineBenchSize(calls=500, repeat=1)
 
 
 def embedded(storage: str, data_dir: Path, *modules: str) -> Engine:
@@ -367,15 +367,15 @@ BENCHES: dict[str, tuple[str, Bench]] = {
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    settings: Settings
+    settings: EngineBenchSize
     rows: dict[str, Row]
 
 
-def steps(settings: Settings) -> int:
+def steps(settings: EngineBenchSize) -> int:
     return len(BENCHES) * settings.repeat
 
 
-async def measure(settings: Settings, step: Step = ignore) -> Result:
+async def measure(settings: EngineBenchSize, step: Step = ignore) -> Result:
     rows = {key: Row(name) for key, (name, _) in BENCHES.items()}
     with tempfile.TemporaryDirectory() as tmp_dir:
         for r in range(settings.repeat):
@@ -426,16 +426,16 @@ def cpu_table(result: Result) -> list[RenderableType]:
     return lines
 
 
-BENCHMARK = Benchmark("engine", Settings(), QUICK, steps, measure, report)
+BENCHMARK = Benchmark("engine", EngineBenchSize(), QUICK, steps, measure, report)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    defaults = Settings()
+    defaults = EngineBenchSize()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=defaults.calls)
     parser.add_argument("--repeat", type=int, default=defaults.repeat)
     options = parser.parse_args(argv)
-    result = run(measure(Settings(calls=options.calls, repeat=options.repeat)))
+    result = run(measure(EngineBenchSize(calls=options.calls, repeat=options.repeat)))
     show(report(result), Console(width=REPORT_WIDTH))
 
 

@@ -203,13 +203,13 @@ class Row:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class HarnessBenchSize:
     runs: int = 200
     repeat: int = 3
     parked: int = 1000
 
 
-QUICK = Settings(runs=20, repeat=1, parked=100)
+QUICK = HarnessBenchSize(runs=20, repeat=1, parked=100)
 SCRIPT_NAMES = {
     "text": "text-only run (1 model turn)",
     "one": "run with 1 function call (2 model turns)",
@@ -223,7 +223,7 @@ MEMORY = (("rss", "RSS"), ("heap", "Python heap (tracemalloc)"), ("disk", "SQLit
 
 @dataclass(slots=True)
 class Result:
-    settings: Settings
+    settings: HarnessBenchSize
     rows: dict[str, Row]
     memory: dict[str, list[float]]
 
@@ -279,11 +279,11 @@ def db_bytes(data_dir: Path) -> int:
     return sum(path.stat().st_size for path in data_dir.glob("teamster.db*"))
 
 
-def steps(settings: Settings) -> int:
+def steps(settings: HarnessBenchSize) -> int:
     return settings.repeat * (len(PLACEMENTS) * (1 + len(SCRIPT_NAMES)) + 2)
 
 
-async def measure(settings: Settings, step: Step = ignore) -> Result:
+async def measure(settings: HarnessBenchSize, step: Step = ignore) -> Result:
     rows = {f"{p}:{s}": Row(f"{label}: {name}") for p, label, _ in PLACEMENTS for s, name in SCRIPT_NAMES.items()}
     for p, label, _ in PLACEMENTS:
         rows[f"{p}:turn"] = Row(f"{label}: {TURN_NAME}")
@@ -343,17 +343,17 @@ def report(result: Result) -> list[RenderableType]:
     ]
 
 
-BENCHMARK = Benchmark("harness", Settings(), QUICK, steps, measure, report)
+BENCHMARK = Benchmark("harness", HarnessBenchSize(), QUICK, steps, measure, report)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    defaults = Settings()
+    defaults = HarnessBenchSize()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=defaults.runs)
     parser.add_argument("--repeat", type=int, default=defaults.repeat)
     parser.add_argument("--parked", type=int, default=defaults.parked)
     options = parser.parse_args(argv)
-    result = run(measure(Settings(runs=options.runs, repeat=options.repeat, parked=options.parked)))
+    result = run(measure(HarnessBenchSize(runs=options.runs, repeat=options.repeat, parked=options.parked)))
     show(report(result), Console(width=REPORT_WIDTH))
 
 

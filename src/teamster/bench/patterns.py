@@ -36,7 +36,7 @@ from teamster.app.run import run
 from teamster.bench.common import EMBEDDED_MODULES, REPORT_WIDTH, Benchmark, Step, ignore, loop_name, show
 from teamster.engine.config import EngineConfig, WorkerEntry
 from teamster.engine.engine import Engine
-from teamster.patterns import PATTERN_NAMES, InprocAgents, RunRequest, run_pattern
+from teamster.patterns import PATTERN_NAMES, InprocAgents, PatternRequest, run_pattern
 from teamster.patterns import functions as patterns
 from teamster.patterns.agents import AgentCall, AgentResult, Agents, OnStep
 from teamster.patterns.engine import EngineAgents, EngineClient
@@ -85,7 +85,7 @@ async def one_run(pattern: str, agents: Agents) -> tuple[float, float, int]:
     counted = Counted(agents)
     events: list[Event] = []
     started, cpu = time.perf_counter(), time.process_time()
-    await run_pattern(RunRequest(pattern=pattern, query=QUERY), counted, events.append)  # type: ignore[arg-type]
+    await run_pattern(PatternRequest(pattern=pattern, query=QUERY), counted, events.append)  # type: ignore[arg-type]
     elapsed, used = (time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000
     last = events[-1]
     if last.type != "workflow_complete":  # type: ignore[attr-defined]
@@ -115,21 +115,21 @@ async def embedded(tmp: Path, profile: Literal["thin", "thick"]) -> AsyncIterato
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class PatternsBenchSize:
     runs: int = 5
     patterns: tuple[str, ...] = PATTERN_NAMES
 
 
-QUICK = Settings(runs=1)
+QUICK = PatternsBenchSize(runs=1)
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    settings: Settings
+    settings: PatternsBenchSize
     rows: list[Row]
 
 
-def steps(settings: Settings) -> int:
+def steps(settings: PatternsBenchSize) -> int:
     return len(existing(settings.patterns)) * (settings.runs + 1) * len(BACKENDS)
 
 
@@ -153,7 +153,7 @@ async def measure_rows(rows: list[Row], runs: int, clients: dict[Backend, Engine
                 row.cpu_ms[backend].append(used)
 
 
-async def measure(settings: Settings, step: Step = ignore) -> Result:
+async def measure(settings: PatternsBenchSize, step: Step = ignore) -> Result:
     rows = [Row(name) for name in existing(settings.patterns)]
     with tempfile.TemporaryDirectory() as tmp_dir:
         async with (
@@ -199,16 +199,16 @@ def existing(names: Sequence[str]) -> list[str]:
     return [n for n in names if importlib.util.find_spec(f"teamster.patterns.{n}") is not None]
 
 
-BENCHMARK = Benchmark("patterns", Settings(), QUICK, steps, measure, report)
+BENCHMARK = Benchmark("patterns", PatternsBenchSize(), QUICK, steps, measure, report)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    defaults = Settings()
+    defaults = PatternsBenchSize()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=defaults.runs)
     parser.add_argument("--patterns", default=",".join(PATTERN_NAMES), help="comma-separated pattern names")
     options = parser.parse_args(argv)
-    result = run(measure(Settings(runs=options.runs, patterns=tuple(options.patterns.split(",")))))
+    result = run(measure(PatternsBenchSize(runs=options.runs, patterns=tuple(options.patterns.split(",")))))
     show(report(result), Console(width=REPORT_WIDTH))
 
 

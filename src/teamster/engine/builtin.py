@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from teamster.engine.config import first_error
 from teamster.engine.triggers import Binding, TriggerConfigError
 from teamster.protocol import InvocationError
 from teamster.protocol import errors as codes
+from teamster.protocol.validation import first_error
 
 if TYPE_CHECKING:
     from teamster.engine.engine import Engine

@@ -9,12 +9,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from teamster.protocol.transport import ChannelFrame
+
 DEFAULT_BUFFER = 64
 MAX_BUFFER = 1024
 UNCLAIMED_TTL_S = 300
-
-# One frame: (is_text, payload). None in the queue marks the writer's close.
-Frame = tuple[bool, str | bytes]
 
 
 @dataclass(slots=True)
@@ -23,7 +22,7 @@ class Channel:
     access_key: str
     buffer_size: int
     owner: str | None  # worker id; the channel goes when that worker disconnects
-    queue: asyncio.Queue[Frame | None]
+    queue: asyncio.Queue[ChannelFrame | None]  # None marks the writer's close
     created_at: float = field(default_factory=time.monotonic)
     writer_taken: bool = False
     reader_taken: bool = False
@@ -32,13 +31,17 @@ class Channel:
     def ref(self, direction: str) -> dict[str, Any]:
         return {"channel_id": self.id, "access_key": self.access_key, "direction": direction}
 
-    async def put(self, frame: Frame) -> None:
+    async def put(self, frame: ChannelFrame) -> None:
         if self.reader_gone:
             raise ConnectionResetError("the channel's reader has gone")
         await self.queue.put(frame)
 
     async def close_writer(self) -> None:
         await self.queue.put(None)
+
+    async def get(self) -> ChannelFrame | None:
+        """The next frame, waiting for it; None once the writer has closed."""
+        return await self.queue.get()
 
 
 class ChannelRegistry:

@@ -10,6 +10,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, model_validator
 
+from teamster.protocol.validation import first_error
+
 DEFAULT_WS_PORT = 49134
 DEFAULT_HTTP_PORT = 3111
 DEFAULT_DATA_DIR = Path(".teamster")
@@ -145,13 +147,6 @@ def load_config(
         except ValidationError as exc:
             raise ConfigError(f"--profile: {exc.errors()[0]['msg']}") from None
     return config
-
-
-def first_error(exc: ValidationError, default: str = "config") -> str:
-    """The first validation problem as `where: what`, on one line."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or default
-    return f"{where}: {first['msg']}"
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -7,14 +7,16 @@ import logging
 import time
 import uuid
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
 from teamster.engine.registry import Executor, Invocation
-from teamster.protocol import InvocationResult, Message, ProtocolError, encode
+from teamster.protocol import InvocationResult, InvokeFunction, Message, ProtocolError, encode
 from teamster.protocol import errors as codes
 from teamster.protocol.frames import LARGE_FRAME, TEXT, FrameWriter
+from teamster.protocol.transport import LocalPeer
 
 if TYPE_CHECKING:
     from teamster.engine.rbac import Session
@@ -106,17 +108,9 @@ class WsConnection(Connection):
         await self.ws.close(code=code, message=reason.encode())
 
 
-class LocalPeer(Protocol):
-    """The in-process side of a worker: receives messages and runs its own handlers directly."""
-
-    def deliver(self, msg: Message) -> None: ...
-
-    async def execute(self, invocation: Invocation) -> Any: ...
-
-    def detached(self) -> None: ...
-
-
 class InprocConnection(Connection):
+    """A worker in the engine's own process: messages go to it as they are, calls run as direct awaits."""
+
     def __init__(self, peer: LocalPeer) -> None:
         super().__init__("inproc")
         self.peer = peer
@@ -129,7 +123,21 @@ class InprocConnection(Connection):
             self.peer.deliver(msg)
 
     def executor(self, function_id: str, remote: Executor) -> Executor:
-        return self.peer.execute
+        execute = self.peer.execute
+
+        def run(inv: Invocation) -> Awaitable[Any]:
+            # The peer gets the call as the protocol message a socket would carry, never the engine's own type.
+            call = InvokeFunction(
+                function_id=inv.function_id,
+                invocation_id=inv.invocation_id,
+                data=inv.data,
+                metadata=inv.metadata,
+                traceparent=inv.traceparent,
+                baggage=inv.baggage,
+            )
+            return execute(call)
+
+        return run
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.peer.detached()

@@ -13,9 +13,10 @@ from pydantic import ValidationError
 
 from teamster.engine.builtin import BindingSet, Input, Module
 from teamster.engine.channels import ChannelRegistry
-from teamster.engine.config import ConfigError, EngineConfig, first_error
-from teamster.engine.connection import Connection, InprocConnection, LocalPeer
-from teamster.engine.rbac import WORKERS_REGISTER, Session
+from teamster.engine.config import ConfigError, EngineConfig
+from teamster.engine.connection import Connection, InprocConnection
+from teamster.engine.local import LocalTransport
+from teamster.engine.rbac import Session
 from teamster.engine.registry import Conflict, FunctionEntry, FunctionRegistry, Invocation
 from teamster.engine.router import Remote, Router, target_namespace
 from teamster.engine.triggers import (
@@ -46,7 +47,10 @@ from teamster.protocol import (
     WorkerRegistered,
 )
 from teamster.protocol import errors as codes
+from teamster.protocol.builtins import WORKERS_REGISTER
 from teamster.protocol.handles import declared
+from teamster.protocol.transport import LocalPeer
+from teamster.protocol.validation import first_error
 from teamster.storage import Storage, open_storage
 
 if TYPE_CHECKING:
@@ -226,6 +230,10 @@ class Engine:
                 )
 
     # ---- connections --------------------------------------------------------------------------
+
+    def local_transport(self) -> LocalTransport:
+        """A transport for one worker in this process (`Worker.attach(engine)` asks for it)."""
+        return LocalTransport(self)
 
     async def attach(self, peer: LocalPeer) -> InprocConnection:
         """Connect an in-process worker: same protocol, no socket, no encoding."""

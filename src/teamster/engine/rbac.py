@@ -14,23 +14,23 @@ from typing import Any
 from msgspec.structs import replace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from teamster.engine.config import first_error
 from teamster.engine.registry import FunctionRegistry
 from teamster.engine.roles import Role, cleared, reserved, role_named
 from teamster.protocol import InvocationError, InvokeFunction, RegisterFunction, RegisterTrigger, RegisterTriggerType
 from teamster.protocol import errors as codes
 from teamster.protocol.access import access_of
+from teamster.protocol.builtins import CHANNELS_CREATE, WORKERS_REGISTER
+from teamster.protocol.validation import first_error
 
 log = logging.getLogger("teamster.engine")
 
 AUTH_ERROR = "AUTH_ERROR"
 DEFAULT = "default"
-WORKERS_REGISTER = "engine::workers::register"
 # Callable whatever the grants say (unless forbidden by name): without them a worker cannot even
 # name itself, log or open a channel.
 INFRASTRUCTURE = frozenset(
     {
-        "engine::channels::create",
+        CHANNELS_CREATE,
         WORKERS_REGISTER,
         "engine::log::info",
         "engine::log::warn",

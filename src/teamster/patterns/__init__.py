@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from teamster.patterns.events import EVENTS, AgentEvent
     from teamster.patterns.inproc import InprocAgents
     from teamster.patterns.registry import run_pattern
-    from teamster.patterns.request import PATTERN_NAMES, Options, RunRequest, Turn
+    from teamster.patterns.request import PATTERN_NAMES, Options, PatternRequest, Turn
 
 _HOMES = {
     "AgentCall": "agents",
@@ -33,7 +33,7 @@ _HOMES = {
     "run_pattern": "registry",
     "PATTERN_NAMES": "request",
     "Options": "request",
-    "RunRequest": "request",
+    "PatternRequest": "request",
     "Turn": "request",
 }
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
     "EngineClient",
     "InprocAgents",
     "Options",
-    "RunRequest",
+    "PatternRequest",
     "Turn",
     "run_pattern",
 ]

@@ -2,7 +2,9 @@
 
 A pattern describes one agent call (`AgentCall`: who, system prompt, prompt, tools, step cap) and gets an
 `AgentResult`: the steps the model took, each tool call with the value its tool recorded, and the usage
-summed over all steps. Backends (`inproc`, `engine`) implement `Agents`; patterns never see which one runs.
+summed over all steps. Backends (`inproc`, `engine`) implement `Agents`; patterns never see which one runs,
+and neither does whoever drives a run: answering a human-input request and showing calls that wait for
+approval go through the port too.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from teamster.patterns.tools import Shape, Tool
+from teamster.patterns.events import ApprovalRequest
+from teamster.patterns.tools import Tool, ToolPayload
 
-R = TypeVar("R", bound=Shape)
+R = TypeVar("R", bound=ToolPayload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,16 @@ class AgentError(Exception):
     """The model failed (provider error, exhausted budget, denied run): the run ends in `workflow_error`."""
 
 
+class InputNotFound(Exception):
+    """No human-input request is open under that id (never asked, or no longer waited for)."""
+
+
+class InputClosed(Exception):
+    """The human-input request was closed already: answered, timed out, or its run stopped waiting."""
+
+
 OnStep = Callable[[Step], None]
+OnApproval = Callable[[ApprovalRequest], None]
 
 
 class Agents(Protocol):
@@ -82,4 +94,12 @@ class Agents(Protocol):
         self, request_id: str, agent: str, question: str, timeout_s: float, announce: Callable[[], None]
     ) -> str | None:
         """Open the request, `announce()` it (emit `input_request`), then wait; None when `timeout_s` passes."""
+        ...
+
+    async def answer(self, request_id: str, answer: str) -> None:
+        """Answer a request `ask` opened, once; InputNotFound or InputClosed when it cannot take the answer."""
+        ...
+
+    def show_approvals(self, on_approval: OnApproval) -> None:
+        """From now on, hand every agent call that waits for a person's approval to `on_approval`."""
         ...

@@ -22,17 +22,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from teamster.patterns.agents import AgentCall, AgentError, AgentResult
-from teamster.patterns.events import AgentResult as AgentOutcome
-from teamster.patterns.events import IterationEnd, preview
+from teamster.patterns.events import AgentOutcome, IterationEnd, preview
 from teamster.patterns.history import with_history
 from teamster.patterns.orchestrated import Bus
 from teamster.patterns.run import Run
-from teamster.patterns.tools import COORDINATE, MARK_COMPLETED
+from teamster.patterns.tools import COORDINATE, MARK_COMPLETED, ChoreographedPeer
 
-ROSTER = ("backend", "frontend", "design")
+ROSTER: tuple[str, ...] = get_args(ChoreographedPeer)
 STARTING_AGENT = ROSTER[0]
 MAX_ITERATIONS = 10
 MAX_STEPS = 20

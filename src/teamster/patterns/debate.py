@@ -11,7 +11,7 @@ showed it only from round 2 on); every prompt carries the conversation so far, s
 from __future__ import annotations
 
 from teamster.patterns.agents import AgentCall, AgentResult
-from teamster.patterns.events import BusMessage, DebateSummary, DebateTurn, Verdict
+from teamster.patterns.events import BusMessage, DebateSummary, DebateTurn, DebateVerdict
 from teamster.patterns.history import with_history
 from teamster.patterns.run import Run
 from teamster.patterns.tools import ARGUE, VERDICT
@@ -64,13 +64,13 @@ def _debater_prompt(query: str, round_no: int, opponent: str) -> str:
     )
 
 
-def _verdict(result: AgentResult) -> Verdict:
+def _verdict(result: AgentResult) -> DebateVerdict:
     """The judge's verdict; without one, a "Consensus" whose recommendation is what the judge said."""
     given = result.last(VERDICT)
     verdict = (
-        Verdict(winner=given.winner, reasoning=given.reasoning, synthesis=given.synthesis)
+        DebateVerdict(winner=given.winner, reasoning=given.reasoning, synthesis=given.synthesis)
         if given is not None
-        else Verdict(winner=CONSENSUS, reasoning="", synthesis="")
+        else DebateVerdict(winner=CONSENSUS, reasoning="", synthesis="")
     )
     if not verdict.reasoning and not verdict.synthesis:
         verdict.synthesis = result.text
@@ -81,7 +81,7 @@ def transcript(turns: list[DebateTurn]) -> str:
     return "\n\n".join(f"### Round {t.round} — {t.stance}\n{t.argument}" for t in turns)
 
 
-def result_markdown(verdict: Verdict) -> str:
+def result_markdown(verdict: DebateVerdict) -> str:
     return (
         f"## Verdict\n\n**Winner:** {verdict.winner}\n\n{verdict.reasoning}\n\n## Recommendation\n\n{verdict.synthesis}"
     )

@@ -37,9 +37,19 @@ from teamster.harness.harness_events import (
     TurnStateChanged,
 )
 from teamster.harness.providers.messages import result_text
-from teamster.patterns.agents import AgentCall, AgentError, AgentResult, OnStep, Step, ToolUse
+from teamster.patterns.agents import (
+    AgentCall,
+    AgentError,
+    AgentResult,
+    InputClosed,
+    InputNotFound,
+    OnApproval,
+    OnStep,
+    Step,
+    ToolUse,
+)
 from teamster.patterns.events import ApprovalRequest
-from teamster.patterns.functions import INPUTS, InputClose, InputRecord, close_input, now_ms
+from teamster.patterns.functions import INPUT_NOT_FOUND, INPUTS, InputClose, InputRecord, close_input, now_ms
 from teamster.protocol import InvocationError
 from teamster.sdk import Worker
 
@@ -126,7 +136,7 @@ class EngineAgents:
         self.budget_id = budget_id
         self.workspace_id = workspace_id
         self.approval_mode = approval_mode  # set on every agent session; None: the engine's default
-        self.on_approval: Callable[[ApprovalRequest], None] | None = None  # a call is waiting for a person
+        self.on_approval: OnApproval | None = None  # a call is waiting for a person
         self._rooted = asyncio.Lock()
         self._root_ready = False
 
@@ -175,6 +185,18 @@ class EngineAgents:
                 with contextlib.suppress(InvocationError):
                     await close_input(self.worker, request_id, InputClose(reason="cancelled"))
                 raise
+
+    async def answer(self, request_id: str, answer: str) -> None:
+        """Through `patterns::input::resolve`, so the answer reaches the run whichever process drives it."""
+        try:
+            await self.worker.trigger("patterns::input::resolve", {"request_id": request_id, "answer": answer})
+        except InvocationError as exc:
+            if exc.code == INPUT_NOT_FOUND:
+                raise InputNotFound(exc.message) from None
+            raise InputClosed(exc.message) from None
+
+    def show_approvals(self, on_approval: OnApproval) -> None:
+        self.on_approval = on_approval
 
     async def _ensure_root(self, agent: str) -> None:
         async with self._rooted:

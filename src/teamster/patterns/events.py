@@ -222,7 +222,7 @@ class DebateTurn(BaseModel):
     argument: str
 
 
-class Verdict(BaseModel):
+class DebateVerdict(BaseModel):
     winner: str
     reasoning: str
     synthesis: str
@@ -232,7 +232,7 @@ class DebateSummary(BaseModel):
     kind: Literal["debate"] = "debate"
     question: str
     turns: list[DebateTurn]
-    verdict: Verdict
+    verdict: DebateVerdict
 
 
 class Section(BaseModel):
@@ -304,7 +304,7 @@ RunSummary = Annotated[
 ]
 
 
-class AgentResult(BaseModel):
+class AgentOutcome(BaseModel):
     agent: str
     output: str
     duration_ms: int
@@ -315,7 +315,7 @@ class WorkflowComplete(Event):
     type: Literal["workflow_complete"] = "workflow_complete"
     mode: str
     result: str | None = None
-    agent_results: list[AgentResult] | None = None
+    agent_results: list[AgentOutcome] | None = None
     iterations: int | None = None
     total_duration_ms: int = 0
     agents_used: list[str] = Field(default_factory=list)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from teamster.patterns.tools import ALL, Shape, Tool, ToolError
+from teamster.patterns.tools import ALL, Tool, ToolError, ToolPayload
 from teamster.protocol import InvocationError
 from teamster.protocol.handles import handles
 from teamster.sdk import Worker
@@ -162,7 +162,7 @@ def _serve(worker: Worker, tool: Tool[Any, Any]) -> None:
     worker.register_function(tool.function_id, handle, description=tool.description)
 
 
-def _unchecked(args: type[Shape]) -> type[Shape]:
+def _unchecked(args: type[ToolPayload]) -> type[ToolPayload]:
     """`args` with its JSON Schema unchanged but no validation: the tool validates, in the words inproc uses,
     so a model that sends bad arguments reads the same reason on both backends."""
 

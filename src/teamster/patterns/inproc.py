@@ -26,7 +26,16 @@ from teamster.harness.providers.credentials import Credentials
 from teamster.harness.providers.errors import classify_error
 from teamster.harness.providers.events import EventWriter
 from teamster.harness.providers.worker import StreamFn
-from teamster.patterns.agents import AgentCall, AgentError, AgentResult, OnStep, Step, ToolUse
+from teamster.patterns.agents import (
+    AgentCall,
+    AgentError,
+    AgentResult,
+    InputNotFound,
+    OnApproval,
+    OnStep,
+    Step,
+    ToolUse,
+)
 from teamster.patterns.inputs import Inputs
 from teamster.patterns.tools import ToolError
 
@@ -66,6 +75,13 @@ class InprocAgents:
         self.inputs = inputs or Inputs()
         self.credentials = credentials
         self._stream = streams[provider]
+
+    async def answer(self, request_id: str, answer: str) -> None:
+        if not self.inputs.resolve(request_id, answer):
+            raise InputNotFound(f"input request {request_id} is no longer open")
+
+    def show_approvals(self, on_approval: OnApproval) -> None:
+        """Nothing to show: this backend has no approval gate, every call runs at once."""
 
     async def run(self, call: AgentCall, on_step: OnStep) -> AgentResult:
         tools = {tool.function_id: tool for tool in call.tools}

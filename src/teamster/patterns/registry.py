@@ -9,7 +9,7 @@ from typing import cast
 
 from teamster.patterns.agents import AgentError, Agents
 from teamster.patterns.events import Sink
-from teamster.patterns.request import PATTERN_NAMES, RunRequest
+from teamster.patterns.request import PATTERN_NAMES, PatternRequest
 from teamster.patterns.run import Pattern, Run
 
 log = logging.getLogger("teamster.patterns")
@@ -22,7 +22,7 @@ def pattern(name: str) -> Pattern:
     return cast(Pattern, importlib.import_module(f"teamster.patterns.{name}").run)
 
 
-async def run_pattern(request: RunRequest, agents: Agents, sink: Sink) -> Run:
+async def run_pattern(request: PatternRequest, agents: Agents, sink: Sink) -> Run:
     """Run `request.pattern`; whatever happens, exactly one `workflow_complete` or `workflow_error` is emitted."""
     return await drive(Run(request, agents, sink))
 

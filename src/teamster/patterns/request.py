@@ -50,7 +50,7 @@ class Options(BaseModel):
     input_timeout_s: float = Field(default=300, gt=0, le=86_400)  # a human's answer to requestUserInput
 
 
-class RunRequest(BaseModel):
+class PatternRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pattern: PatternName

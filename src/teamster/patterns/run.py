@@ -30,14 +30,14 @@ from teamster.patterns.events import (
     preview,
 )
 from teamster.patterns.history import render_history
-from teamster.patterns.request import RunRequest
+from teamster.patterns.request import PatternRequest
 
 Pattern = Callable[["Run"], Awaitable[None]]
 Preview = Callable[[AgentResult], str]
 
 
 class Run:
-    def __init__(self, request: RunRequest, agents: Agents, sink: Sink) -> None:
+    def __init__(self, request: PatternRequest, agents: Agents, sink: Sink) -> None:
         self.request = request
         self.options = request.options
         self.agents = agents

@@ -17,12 +17,14 @@ from pydantic.alias_generators import to_camel
 PREFIX = "pattern::"
 
 
-class Shape(BaseModel):
+class ToolPayload(BaseModel):
+    """A tool's arguments or the value it records: camelCase on the wire, as the models are shown it."""
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
 
 
-A = TypeVar("A", bound=Shape)
-R = TypeVar("R", bound=Shape)
+A = TypeVar("A", bound=ToolPayload)
+R = TypeVar("R", bound=ToolPayload)
 
 
 class ToolError(ValueError):
@@ -58,7 +60,7 @@ class Tool(Generic[A, R]):
         return self.record.model_validate(data)
 
 
-def _echo(record: type[R]) -> Callable[[Shape], R]:
+def _echo(record: type[R]) -> Callable[[ToolPayload], R]:
     """A tool whose record is its arguments plus the record type's constant flags."""
     return lambda args: record.model_validate(args.model_dump())
 
@@ -68,24 +70,24 @@ def _echo(record: type[R]) -> Callable[[Shape], R]:
 Specialist = Literal["researcher", "writer", "editor"]
 
 
-class SelectedAgent(Shape):
+class SelectedAgent(ToolPayload):
     agent: Specialist
     task: str
     order: int = Field(ge=1)
 
 
-class AnalyzeArgs(Shape):
+class AnalyzeArgs(ToolPayload):
     user_intent: str
     selected_agents: list[SelectedAgent] = Field(min_length=1)
     reasoning: str
 
 
-class PlanItem(Shape):
+class PlanItem(ToolPayload):
     agent: Specialist
     task: str
 
 
-class Plan(Shape):
+class Plan(ToolPayload):
     user_intent: str
     reasoning: str
     workflow: list[PlanItem]
@@ -104,7 +106,7 @@ def _analyze(args: AnalyzeArgs) -> Plan:
     )
 
 
-class DelegateArgs(Shape):
+class DelegateArgs(ToolPayload):
     agent_name: Specialist
     task_details: str
     context: str = ""
@@ -115,7 +117,7 @@ class Delegation(DelegateArgs):
     handoff: Literal[True] = True
 
 
-class AskArgs(Shape):
+class AskArgs(ToolPayload):
     question: str = Field(min_length=1)
 
 
@@ -123,7 +125,7 @@ class Ask(AskArgs):
     request_user_input: Literal[True] = True
 
 
-class CompleteArgs(Shape):
+class CompleteArgs(ToolPayload):
     final_response: str
     workflow_summary: str = ""
     agents_used: list[str] = Field(default_factory=list)
@@ -133,12 +135,12 @@ class Completion(CompleteArgs):
     complete: Literal[True] = True
 
 
-class Finding(Shape):
+class Finding(ToolPayload):
     finding: str
     importance: Literal["high", "medium", "low"] = "medium"
 
 
-class FindingsArgs(Shape):
+class FindingsArgs(ToolPayload):
     findings: str
     key_findings: list[Finding] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)
@@ -150,7 +152,7 @@ class Findings(FindingsArgs):
     done: Literal[True] = True
 
 
-class DraftReturnArgs(Shape):
+class DraftReturnArgs(ToolPayload):
     draft: str
     content_type: str = "article"
     next_agent: Specialist | Literal["coordinator"] = "coordinator"
@@ -161,7 +163,7 @@ class DraftReturn(DraftReturnArgs):
     done: Literal[True] = True
 
 
-class FinalArgs(Shape):
+class FinalArgs(ToolPayload):
     final_content: str
     improvements: list[str] = Field(default_factory=list)
     quality_score: float | None = Field(default=None, ge=0, le=10)
@@ -175,13 +177,13 @@ class Final(FinalArgs):
 Style = Literal["blog", "article", "report", "documentation", "email"]
 
 
-class FormatArgs(Shape):
+class FormatArgs(ToolPayload):
     title: str
     body: str
     style: Style = "article"
 
 
-class Formatted(Shape):
+class Formatted(ToolPayload):
     formatted: str
 
 
@@ -218,8 +220,13 @@ FORMAT_CONTENT = Tool("formatContent", "Wrap content in a markdown template", Fo
 # ---- choreographed (v2) ----------------------------------------------------------------------
 
 
-class MessageArgs(Shape):
-    recipient_agent: Literal["backend", "frontend", "design"]
+# The choreographed pattern's peers, in the order they take turns: the one roster (the pattern, this tool's
+# schema and the playground's view, through app/static/roster.js, all read it from here).
+ChoreographedPeer = Literal["backend", "frontend", "design"]
+
+
+class MessageArgs(ToolPayload):
+    recipient_agent: ChoreographedPeer
     message_content: str = Field(min_length=1)
 
 
@@ -227,7 +234,7 @@ class Message(MessageArgs):
     sent: Literal[True] = True
 
 
-class CompletedArgs(Shape):
+class CompletedArgs(ToolPayload):
     summary: str
 
 
@@ -241,7 +248,7 @@ MARK_COMPLETED = Tool("markCompleted", "Your part is fully specified", Completed
 # ---- hierarchical (v3) -----------------------------------------------------------------------
 
 
-class SpawnArgs(Shape):
+class SpawnArgs(ToolPayload):
     role: str = Field(min_length=1)
     task: str = Field(min_length=1)
 
@@ -250,7 +257,7 @@ class Spawn(SpawnArgs):
     spawn: Literal[True] = True
 
 
-class FinalizeArgs(Shape):
+class FinalizeArgs(ToolPayload):
     deliverable: str
 
 
@@ -258,14 +265,14 @@ class Finalized(FinalizeArgs):
     finalized: Literal[True] = True
 
 
-class Kpi(Shape):
+class Kpi(ToolPayload):
     label: str
     value: str
     delta: str | None = None
     trend: Literal["up", "down", "flat"] | None = None
 
 
-class Chart(Shape):
+class Chart(ToolPayload):
     type: Literal["bar", "line", "pie", "area"]
     title: str | None = None
     data: list[dict[str, Any]]
@@ -273,18 +280,18 @@ class Chart(Shape):
     x_key: str = "name"
 
 
-class Table(Shape):
+class Table(ToolPayload):
     title: str | None = None
     columns: list[str]
     rows: list[list[Any]]
 
 
-class ReportSection(Shape):
+class ReportSection(ToolPayload):
     heading: str
     body: str
 
 
-class ReportArgs(Shape):
+class ReportArgs(ToolPayload):
     title: str
     summary: str
     kpis: list[Kpi] = Field(default_factory=list)
@@ -293,7 +300,7 @@ class ReportArgs(Shape):
     sections: list[ReportSection] = Field(default_factory=list)
 
 
-class Report(Shape):
+class Report(ToolPayload):
     report: ReportArgs
 
 
@@ -306,11 +313,11 @@ REPORT = Tool(
 # ---- evaluator-optimizer (v4) ----------------------------------------------------------------
 
 
-class DraftArgs(Shape):
+class DraftArgs(ToolPayload):
     draft: str
 
 
-class CritiqueArgs(Shape):
+class CritiqueArgs(ToolPayload):
     score: float = Field(ge=0, le=10)
     issues: list[str] = Field(default_factory=list)
     rationale: str = ""
@@ -324,11 +331,11 @@ CRITIQUE = Tool(
 # ---- debate (v5) -----------------------------------------------------------------------------
 
 
-class ArgueArgs(Shape):
+class ArgueArgs(ToolPayload):
     argument: str
 
 
-class VerdictArgs(Shape):
+class VerdictArgs(ToolPayload):
     winner: str
     reasoning: str
     synthesis: str
@@ -340,7 +347,7 @@ VERDICT = Tool("verdict", "Decide the debate", VerdictArgs, VerdictArgs, _echo(V
 # ---- blackboard (v6) -------------------------------------------------------------------------
 
 
-class WriteArgs(Shape):
+class WriteArgs(ToolPayload):
     section: str = Field(min_length=1)
     content: str
     solution_ready: bool = False
@@ -350,7 +357,7 @@ class Written(WriteArgs):
     wrote: Literal[True] = True
 
 
-class ChooseArgs(Shape):
+class ChooseArgs(ToolPayload):
     role: Literal["analyst", "planner", "critic"]
     reason: str = ""
 
@@ -361,28 +368,28 @@ CHOOSE_NEXT = Tool("chooseNext", "Pick the role that should write next", ChooseA
 # ---- market (v7) -----------------------------------------------------------------------------
 
 
-class TaskSpec(Shape):
+class TaskSpec(ToolPayload):
     id: str = Field(min_length=1)
     title: str
     description: str
 
 
-class PostArgs(Shape):
+class PostArgs(ToolPayload):
     tasks: list[TaskSpec] = Field(min_length=1)
 
 
-class BidSpec(Shape):
+class BidSpec(ToolPayload):
     task_id: str
     fit: float = Field(ge=0, le=1)
     est_cost_usd: float = Field(ge=0)
     rationale: str = ""
 
 
-class BidsArgs(Shape):
+class BidsArgs(ToolPayload):
     bids: list[BidSpec]
 
 
-class DeliverArgs(Shape):
+class DeliverArgs(ToolPayload):
     output: str
 
 
@@ -393,11 +400,11 @@ DELIVER = Tool("deliver", "Deliver the output of your awarded task", DeliverArgs
 # ---- self-consistency (v8) -------------------------------------------------------------------
 
 
-class AnswerArgs(Shape):
+class AnswerArgs(ToolPayload):
     answer: str
 
 
-class DecideArgs(Shape):
+class DecideArgs(ToolPayload):
     method: Literal["select", "merge"]
     chosen_index: int | None = Field(default=None, ge=0)
     final_answer: str = ""
@@ -414,7 +421,7 @@ DECIDE = Tool("decide", "Select the best candidate or merge them", DecideArgs, D
 # ---- swarm (v9) ------------------------------------------------------------------------------
 
 
-class ContributeArgs(Shape):
+class ContributeArgs(ToolPayload):
     text: str
 
 

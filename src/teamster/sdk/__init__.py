@@ -3,7 +3,7 @@
 from teamster.protocol import InvocationError
 from teamster.sdk import telemetry
 from teamster.sdk.channels import ChannelReader, ChannelWriter
-from teamster.sdk.transport import Backoff
+from teamster.sdk.transport import Backoff, LocalHost
 from teamster.sdk.worker import Enqueue, TriggerInfo, TriggerTypeHandler, Void, Worker
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "ChannelWriter",
     "Enqueue",
     "InvocationError",
+    "LocalHost",
     "TriggerInfo",
     "TriggerTypeHandler",
     "Void",

@@ -7,28 +7,30 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from teamster.engine.channels import Channel
+from teamster.protocol.transport import ChannelFrame
 
 CHUNK = 64 * 1024
 
 
-class ChannelRef(Protocol):
-    def __getitem__(self, key: str) -> Any: ...
+class LocalChannel(Protocol):
+    """A channel held by an engine in this process, written and read with no socket in between."""
 
+    async def put(self, frame: ChannelFrame) -> None: ...
 
-def is_ref(value: Any) -> bool:
-    return isinstance(value, dict) and {"channel_id", "access_key", "direction"} <= value.keys()
+    async def close_writer(self) -> None: ...
+
+    async def get(self) -> ChannelFrame | None:
+        """The next frame; None once the writer has closed."""
+        ...
 
 
 class ChannelWriter:
     """Writes text (control) and binary (data) frames; `close()` ends the stream for the reader."""
 
-    def __init__(self, ref: dict[str, Any], base_url: str | None, local: Channel | None = None) -> None:
+    def __init__(self, ref: dict[str, Any], base_url: str | None, local: LocalChannel | None = None) -> None:
         self.ref = ref
         self._base_url = base_url
         self._local = local
-        if local is not None:  # the in-process end is taken now, as `/ws/channels` marks a connected one
-            local.writer_taken = True
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._closed = False
@@ -73,19 +75,17 @@ class ChannelReader:
         self,
         ref: dict[str, Any],
         base_url: str | None,
-        local: Channel | None = None,
+        local: LocalChannel | None = None,
         release: Callable[[], None] | None = None,
     ) -> None:
         self.ref = ref
         self._base_url = base_url
         self._local = local
         self._release = release  # drops an in-process channel once drained, as the socket path does
-        if local is not None:
-            local.reader_taken = True
 
     async def __aiter__(self) -> AsyncIterator[str | bytes]:
         if self._local is not None:
-            while (frame := await self._local.queue.get()) is not None:
+            while (frame := await self._local.get()) is not None:
                 yield frame[1]
             if self._release is not None:
                 self._release()

@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from teamster.engine.config import first_error
 from teamster.protocol import InvocationError
 from teamster.protocol import errors as codes
+from teamster.protocol.validation import first_error
 
 
 @dataclass(slots=True)

@@ -1,4 +1,5 @@
-"""How a Worker reaches the engine: a WebSocket with reconnect, or an in-process attachment."""
+"""How a Worker reaches the engine: a WebSocket with reconnect, or the in-process transport of an
+engine in the same process, which the engine provides (`LocalHost`) so the SDK never imports it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from teamster.protocol import (
     InvocationError,
@@ -22,16 +23,13 @@ from teamster.protocol import errors as codes
 from teamster.protocol.frames import BINARY, LARGE_FRAME, TEXT
 from teamster.protocol.ids import rng
 from teamster.protocol.otlp import OTLP_FRAME_PREFIX, SpanRecord, encode_otlp
+from teamster.protocol.transport import CONNECTION_LOST, LocalPeer, timed_out
+from teamster.sdk.channels import LocalChannel
 from teamster.sdk.websocket import Address, HandshakeError, WebSocket, connect
-
-if TYPE_CHECKING:
-    from teamster.engine.connection import InprocConnection, LocalPeer
-    from teamster.engine.engine import Engine
 
 log = logging.getLogger("teamster.sdk")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-CONNECTION_LOST = "CONNECTION_LOST"
 REFUSED = frozenset({401, 403})  # the engine will not take this worker as it is: retrying cannot help
 
 
@@ -61,44 +59,35 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-class LocalTransport:
-    """Calls go straight into the engine's router: no socket, no encoding."""
+class LocalLink(Transport, Protocol):
+    """An in-process engine's transport for one worker: no socket, the protocol's messages as they are."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.conn: InprocConnection | None = None
+    @property
+    def takes_spans(self) -> bool:
+        """Whether the engine keeps spans; when not, the worker does not even buffer them."""
+        ...
 
     async def open(self, peer: LocalPeer) -> None:
-        self.conn = await self.engine.attach(peer)
+        """Attach `peer`: from now on the engine delivers its messages and runs its calls directly."""
+        ...
 
-    async def send(self, msg: Message) -> None:
-        if self.conn is not None:
-            await self.engine.handle(self.conn, msg)
+    def channel_writer(self, ref: dict[str, Any]) -> LocalChannel | None:
+        """The engine's end of a channel for writing, taken; None when the ref names none."""
+        ...
 
-    async def invoke(self, msg: InvokeFunction, timeout: float | None) -> Any:
-        """A direct await; bounded only when the caller gave a timeout (nothing on the way can drop it)."""
-        if self.conn is None:
-            raise InvocationError(CONNECTION_LOST, "worker is not attached", function_id=msg.function_id)
-        if timeout is None:
-            return await self.engine.router.invoke(self.conn, msg)
-        try:
-            async with asyncio.timeout(timeout):
-                return await self.engine.router.invoke(self.conn, msg)
-        except TimeoutError:
-            raise timed_out(msg, timeout) from None
+    def channel_reader(self, ref: dict[str, Any]) -> LocalChannel | None:
+        """The engine's end of a channel for reading, taken; None when the ref names none."""
+        ...
 
-    async def export_spans(self, spans: list[SpanRecord]) -> bool:
-        """Straight into the engine's span store: no frame, no encoding."""
-        traces = self.engine.traces
-        if traces is None:
-            return False
-        traces.add(spans)
-        return True
+    def release_channel(self, channel_id: str) -> None:
+        """Forget a channel its reader has drained."""
+        ...
 
-    async def close(self) -> None:
-        if self.conn is not None:
-            conn, self.conn = self.conn, None
-            await self.engine.disconnect(conn)
+
+class LocalHost(Protocol):
+    """An engine in this process, as a worker sees it: something that gives it a transport."""
+
+    def local_transport(self) -> LocalLink: ...
 
 
 class WsTransport:
@@ -186,7 +175,7 @@ class WsTransport:
             finally:
                 expiry.cancel()
         except TimeoutError:
-            raise timed_out(msg, timeout) from None
+            raise timed_out(msg.function_id, timeout) from None
         finally:
             if iid is not None:
                 self._pending.pop(iid, None)
@@ -280,9 +269,3 @@ class WsTransport:
 def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
-
-
-def timed_out(msg: InvokeFunction, timeout: float) -> InvocationError:
-    return InvocationError(
-        "TIMEOUT", f"{msg.function_id} did not answer within {timeout:g} s", function_id=msg.function_id
-    )

@@ -7,13 +7,12 @@ import logging
 import os
 import platform
 import traceback
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from teamster import __version__
-from teamster.engine.registry import Invocation
 from teamster.protocol import (
     InvocationError,
     InvocationResult,
@@ -32,21 +31,18 @@ from teamster.protocol import (
     WorkerRegistered,
 )
 from teamster.protocol import errors as codes
+from teamster.protocol.builtins import CHANNELS_CREATE, WORKERS_REGISTER
 from teamster.protocol.handles import declared
 from teamster.protocol.ids import new_id
 from teamster.sdk.channels import ChannelReader, ChannelWriter
 from teamster.sdk.handler import Handler
 from teamster.sdk.telemetry import Tracer, outgoing
-from teamster.sdk.transport import Backoff, LocalTransport, Transport, WsTransport
-
-if TYPE_CHECKING:
-    from teamster.engine.engine import Engine
+from teamster.sdk.transport import Backoff, LocalHost, LocalLink, Transport, WsTransport
 
 log = logging.getLogger("teamster.sdk")
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URL = "ws://127.0.0.1:49134"
-WORKERS_REGISTER = "engine::workers::register"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +112,7 @@ class Worker:
         self._reattach_token: str | None = None
         self._transport: Transport | None = None
         self._engine_url: str | None = None
-        self._engine: Engine | None = None
+        self._local: LocalLink | None = None  # the in-process engine's transport, while attached
         self._tasks: set[asyncio.Task[Any]] = set()  # handlers and provider calls this worker started
         if tracing is None:
             tracing = os.environ.get("OTEL_ENABLED", "").lower() not in ("false", "0", "no", "off")
@@ -247,19 +243,20 @@ class Worker:
         return await self._transport.invoke(msg, timeout)
 
     async def create_channel(self, buffer_size: int | None = None) -> tuple[ChannelWriter, ChannelReader]:
-        refs = await self.trigger(
-            "engine::channels::create", {} if buffer_size is None else {"buffer_size": buffer_size}
-        )
+        refs = await self.trigger(CHANNELS_CREATE, {} if buffer_size is None else {"buffer_size": buffer_size})
         return self.channel_writer(refs["writer"]), self.channel_reader(refs["reader"])
 
     def channel_writer(self, ref: dict[str, Any]) -> ChannelWriter:
-        return ChannelWriter(ref, self._engine_url, self._local_channel(ref))
+        link = self._local
+        return ChannelWriter(ref, self._engine_url, link.channel_writer(ref) if link is not None else None)
 
     def channel_reader(self, ref: dict[str, Any]) -> ChannelReader:
-        local = self._local_channel(ref)
-        engine = self._engine
-        release = (lambda: engine.channels.delete(local.id)) if local is not None and engine is not None else None
-        return ChannelReader(ref, self._engine_url, local, release)
+        link = self._local
+        local = link.channel_reader(ref) if link is not None else None
+        if link is None or local is None:
+            return ChannelReader(ref, self._engine_url)
+        channel_id = ref["channel_id"]
+        return ChannelReader(ref, self._engine_url, local, lambda: link.release_channel(channel_id))
 
     # ---- connecting ---------------------------------------------------------------------------
 
@@ -286,7 +283,7 @@ class Worker:
         await transport.open(wait)
 
     @asynccontextmanager
-    async def attach(self, engine: Engine) -> AsyncIterator[Worker]:
+    async def attach(self, engine: LocalHost) -> AsyncIterator[Worker]:
         """Join an engine in this process: the same worker code, with no socket."""
         await self.open_local(engine)
         try:
@@ -294,12 +291,12 @@ class Worker:
         finally:
             await self.close()
 
-    async def open_local(self, engine: Engine) -> None:
-        transport = LocalTransport(engine)
-        self._engine = engine
+    async def open_local(self, engine: LocalHost) -> None:
+        transport = engine.local_transport()
+        self._local = transport
         self._transport = transport
         # An engine without iii-traces takes no spans: skip buffering them at all.
-        self.tracer.export = transport.export_spans if engine.traces is not None else None
+        self.tracer.export = transport.export_spans if transport.takes_spans else None
         await transport.open(self)
         await self._on_open()
 
@@ -317,15 +314,16 @@ class Worker:
         await asyncio.gather(*pending, return_exceptions=True)
         self.state = "disconnected"
 
-    # ---- the engine's side (LocalPeer for in-process, frames for WebSocket) ---------------------
+    # ---- the engine's side (a LocalPeer in-process, frames over WebSocket) ------------------------
 
     def deliver(self, msg: Message) -> None:
         """A message from an in-process engine."""
         self._spawn(self._on_message(msg))
 
-    async def execute(self, inv: Invocation) -> Any:
-        """Run one of this worker's functions directly (in-process engine)."""
-        return await self._run(inv.function_id, inv.data, inv.metadata, inv.traceparent, inv.baggage)
+    def execute(self, call: InvokeFunction) -> Awaitable[Any]:
+        """Run one of this worker's functions directly (in-process engine); the handler's own coroutine,
+        not one wrapped around it, since every in-process call takes this path."""
+        return self._run(call.function_id, call.data, call.metadata, call.traceparent, call.baggage)
 
     def detached(self) -> None:
         self.state = "disconnected"
@@ -458,11 +456,6 @@ class Worker:
         if self.description:
             info["description"] = self.description
         return info
-
-    def _local_channel(self, ref: dict[str, Any]) -> Any:
-        if self._engine is None:
-            return None
-        return self._engine.channels.get(ref["channel_id"], ref["access_key"])
 
     async def _send(self, msg: Message) -> None:
         if self._transport is not None:

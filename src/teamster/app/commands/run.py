@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from teamster.app.questions import Answer, Decide
     from teamster.patterns.agents import Agents
     from teamster.patterns.engine import EngineClient
-    from teamster.patterns.request import Options, RunRequest, Turn
+    from teamster.patterns.request import Options, PatternRequest, Turn
 
 DEFAULT_DATA_DIR = Path(".teamster")
 
@@ -131,11 +131,11 @@ def _request(
     max_turns: int | None,
     history: Path | None,
     target: Target,
-) -> RunRequest:
+) -> PatternRequest:
     """The run the command asks for, checked before anything starts; a UserError names the first mistake."""
     from teamster.patterns import pricing
     from teamster.patterns.inproc import default_streams
-    from teamster.patterns.request import PATTERN_NAMES, RunRequest
+    from teamster.patterns.request import PATTERN_NAMES, PatternRequest
 
     if pattern not in PATTERN_NAMES:
         raise UserError(f"unknown pattern {pattern!r}: one of {', '.join(PATTERN_NAMES)}")
@@ -149,7 +149,7 @@ def _request(
             raise UserError("--book scripts the scripted model: leave --model and --provider out")
         model = "scripted:book"  # an engine loads the book under a name of its own
     try:
-        return RunRequest(
+        return PatternRequest(
             pattern=pattern,  # type: ignore[arg-type]
             query=message,
             model=model,
@@ -222,11 +222,10 @@ def _first_problem(exc: ValidationError, rename: dict[str, str] | None = None) -
 # ---- running --------------------------------------------------------------------------------------
 
 
-async def _run(request: RunRequest, target: Target, as_json: bool) -> int:
+async def _run(request: PatternRequest, target: Target, as_json: bool) -> int:
     """Drive the run to its terminal event on `target`, showing it; the exit status."""
     from teamster.app.live import RunDisplay
     from teamster.app.questions import Questions
-    from teamster.patterns.engine import EngineAgents
     from teamster.patterns.events import ApprovalResolved, Event
     from teamster.patterns.registry import drive
     from teamster.patterns.run import Run
@@ -243,8 +242,7 @@ async def _run(request: RunRequest, target: Target, as_json: bool) -> int:
                     questions.on_event(data)
 
             run = Run(request, team.agents, sink)
-            if isinstance(team.agents, EngineAgents):
-                team.agents.on_approval = run.emit  # a parked call is an event of the run
+            team.agents.show_approvals(run.emit)  # a parked call is an event of the run
 
             async def decide(event: dict[str, Any], allow: bool) -> str | None:
                 assert team.decide is not None
@@ -264,7 +262,7 @@ async def _run(request: RunRequest, target: Target, as_json: bool) -> int:
 
 
 @asynccontextmanager
-async def _team(request: RunRequest, target: Target, *, spinner: bool) -> AsyncIterator[Team]:
+async def _team(request: PatternRequest, target: Target, *, spinner: bool) -> AsyncIterator[Team]:
     if target.backend == Backend.inproc:
         yield _inproc(request, target)
         return
@@ -285,7 +283,7 @@ async def _team(request: RunRequest, target: Target, *, spinner: bool) -> AsyncI
         yield await _on_engine(request, target, client)
 
 
-def _inproc(request: RunRequest, target: Target) -> Team:
+def _inproc(request: PatternRequest, target: Target) -> Team:
     from teamster.harness.providers import scripted
     from teamster.patterns.inproc import InprocAgents, default_streams
 
@@ -300,7 +298,7 @@ def _inproc(request: RunRequest, target: Target) -> Team:
     return Team(agents, answer)
 
 
-async def _on_engine(request: RunRequest, target: Target, client: EngineClient) -> Team:
+async def _on_engine(request: PatternRequest, target: Target, client: EngineClient) -> Team:
     from teamster.patterns.engine import EngineAgents
     from teamster.protocol import InvocationError
 

@@ -2,6 +2,7 @@
 // Every function takes a RunState and returns a DOM node; nothing here talks to the server.
 
 import { clip, h, money, renderText } from "./dom.js";
+import { CHOREOGRAPHED_PEERS } from "./roster.js";
 
 /** A call's latest words: its output when it ended, else its newest non-empty step. */
 function latestText(call) {
@@ -520,8 +521,6 @@ function orchestratedView(state) {
   );
 }
 
-const PEERS = ["backend", "frontend", "design"];
-
 function choreographedView(state) {
   const calls = state.calls;
   return h(
@@ -530,7 +529,7 @@ function choreographedView(state) {
     h(
       "div",
       { class: "lanes" },
-      PEERS.map((peer) => {
+      CHOREOGRAPHED_PEERS.map((peer) => {
         const mine = calls.filter((c) => c.agent === peer);
         const last = mine[mine.length - 1];
         const completed = mine.some((c) => c.end?.completed);

@@ -21,6 +21,7 @@ from teamster.engine.registry import Invocation
 from teamster.protocol import InvocationError
 from teamster.protocol import errors as codes
 from teamster.protocol.access import mark
+from teamster.protocol.handles import handles
 from teamster.storage import StateChange, compare_and_set
 
 SCOPE = "__teamster::configuration"  # one state key per id: {id, name, description, schema, value, metadata?}
@@ -84,14 +85,7 @@ class Configuration(Module):
 
     async def start(self) -> None:
         self._bindings = BindingSet(ConfigurationTrigger)
-        for function_id, handler, description in (
-            ("configuration::register", self._register, "Register an id with a name, description and JSON Schema"),
-            ("configuration::set", self._set, "Replace the value of a registered id, checked against its schema"),
-            ("configuration::get", self._get, "Read the value of an id, ${VAR:default} expanded unless raw"),
-            ("configuration::list", self._list, "List registered ids with their schemas, without values"),
-            ("configuration::schema", self._schema, "Read the name, description and schema of an id"),
-        ):
-            self.engine.builtin(function_id, handler, description=description)
+        self.engine.serve(self)
         await self.engine.builtin_type(
             "configuration", self._bindings, "A configuration entry was registered, updated or deleted"
         )
@@ -101,6 +95,7 @@ class Configuration(Module):
     async def stop(self) -> None:
         self._unwatch()
 
+    @handles("configuration::register", description="Register an id with a name, description and JSON Schema")
     async def _register(self, inv: Invocation) -> Stored:
         req = parse(Register, inv.data, inv.function_id)
         _check_id(req.id, inv.function_id)
@@ -128,6 +123,7 @@ class Configuration(Module):
         _, entry = await self._write(req.id, registered, inv.function_id)
         return entry
 
+    @handles("configuration::set", description="Replace the value of a registered id, checked against its schema")
     async def _set(self, inv: Invocation) -> dict[str, Any]:
         req = parse(SetValue, inv.data, inv.function_id)
         _check_id(req.id, inv.function_id)
@@ -146,6 +142,7 @@ class Configuration(Module):
         old, new = await self._write(req.id, replaced, inv.function_id)
         return {"old_value": None if old is None else old["value"], "new_value": new["value"]}
 
+    @handles("configuration::get", description="Read the value of an id, ${VAR:default} expanded unless raw")
     async def _get(self, inv: Invocation) -> dict[str, Any]:
         req = parse(Get, inv.data, inv.function_id)
         entry = await self._read(req.id, inv.function_id)
@@ -161,11 +158,13 @@ class Configuration(Module):
         _check_match(entry["schema"], value, req.id, inv.function_id)
         return {"id": req.id, "value": value}
 
+    @handles("configuration::list", description="List registered ids with their schemas, without values")
     async def _list(self, inv: Invocation) -> dict[str, Any]:
         with storage_errors(ADAPTER_ERROR, inv.function_id):
             entries = await self.engine.storage.state.list(SCOPE)
         return {"configurations": [_view(entry) for _, entry in entries]}
 
+    @handles("configuration::schema", description="Read the name, description and schema of an id")
     async def _schema(self, inv: Invocation) -> Stored:
         req = parse(Ref, inv.data, inv.function_id)
         return _view(await self._read(req.id, inv.function_id))

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from teamster.engine.builtin import BindingSet, Input, Module, parse
 from teamster.engine.registry import Invocation
+from teamster.protocol.handles import handles
 
 LEVELS = ("trace", "debug", "info", "warn", "error")
 _PY_LEVEL = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
@@ -36,9 +37,9 @@ class Observability(Module):
 
     async def start(self) -> None:
         self._subscribers = BindingSet(LogTriggerConfig)
-        for level in LEVELS:
+        for level in LEVELS:  # one function per level: their ids are computed, so they are not marked
             self.engine.builtin(f"engine::log::{level}", self._logger(level), description=f"Log at {level} level")
-        self.engine.builtin("engine::health::check", self._health, description="Engine health and counts")
+        self.engine.serve(self)
         await self.engine.builtin_type("log", self._subscribers, "Log entries, filtered by level")
 
     def _logger(self, level: str) -> Any:
@@ -59,6 +60,7 @@ class Observability(Module):
 
         return log_entry
 
+    @handles("engine::health::check", description="Engine health and counts")
     async def _health(self, inv: Invocation) -> dict[str, Any]:
         engine = self.engine
         return {

@@ -11,6 +11,7 @@ from teamster.engine.builtin import Input, Module, config_of, parse
 from teamster.engine.registry import Invocation
 from teamster.engine.triggers import Binding
 from teamster.protocol import InvocationError
+from teamster.protocol.handles import handles
 
 
 class Publish(Input):
@@ -27,7 +28,7 @@ class PubSub(Module):
 
     async def start(self) -> None:
         self._subscriptions: dict[str, Callable[[], None]] = {}
-        self.engine.builtin("publish", self._publish, description="Publish data to every subscriber of a topic")
+        self.engine.serve(self)
         await self.engine.builtin_type("subscribe", self, "Data published on a topic, delivered as is")
 
     async def stop(self) -> None:
@@ -50,6 +51,7 @@ class PubSub(Module):
         if unsubscribe is not None:
             unsubscribe()
 
+    @handles("publish", description="Publish data to every subscriber of a topic")
     async def _publish(self, inv: Invocation) -> None:
         req = parse(Publish, inv.data, inv.function_id)
         if not req.topic:

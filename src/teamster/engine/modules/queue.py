@@ -34,6 +34,7 @@ from teamster.engine.registry import FunctionEntry, Invocation
 from teamster.engine.triggers import Binding
 from teamster.protocol import InvocationError
 from teamster.protocol import errors as codes
+from teamster.protocol.handles import handles
 from teamster.storage import QueueAdapter, QueueMessage
 
 log = logging.getLogger("teamster.engine")
@@ -153,17 +154,7 @@ class QueueModule(Module):
         self._parked: dict[tuple[str, str], int] = {}
         self._arrived: set[tuple[str, str]] = set()  # parked targets registered since the attendant last looked
         self._attend = asyncio.Event()
-        for function_id, handler, description in (
-            ("iii::queue::redrive", self._redrive, "Move a queue's dead-lettered messages back to ready"),
-            ("iii::queue::redrive_message", self._redrive_message, "Move one dead-lettered message back to ready"),
-            ("iii::queue::discard_message", self._discard_message, "Delete one message of a queue"),
-            ("iii::durable::publish", self._publish, "Publish to a durable topic: one copy per subscribed function"),
-            ("engine::queue::list_topics", self._list_topics, "Queues and their message counts"),
-            ("engine::queue::topic_stats", self._topic_stats, "Message counts of one queue"),
-            ("engine::queue::dlq_topics", self._dlq_topics, "Queues that hold dead-lettered messages"),
-            ("engine::queue::dlq_messages", self._dlq_messages, "Dead-lettered messages of one queue"),
-        ):
-            engine.builtin(function_id, handler, description=description)
+        engine.serve(self)
         await engine.builtin_type(
             "durable:subscriber", self._subscribers, "Durable topic: every subscribed function gets every message"
         )
@@ -266,6 +257,7 @@ class QueueModule(Module):
             group = str(value)
         return await self._put(queue, function_id, data, namespace, traceparent, baggage, group)
 
+    @handles("iii::durable::publish", description="Publish to a durable topic: one copy per subscribed function")
     async def _publish(self, inv: Invocation) -> dict[str, Any]:
         req = parse(Publish, inv.data, inv.function_id)
         bindings = self._subscribers.matching(lambda c: c.topic == req.topic)
@@ -303,10 +295,12 @@ class QueueModule(Module):
 
     # ---- dead letters and introspection -------------------------------------------------------
 
+    @handles("iii::queue::redrive", description="Move a queue's dead-lettered messages back to ready")
     async def _redrive(self, inv: Invocation) -> dict[str, Any]:
         req = parse(QueueRef, inv.data, inv.function_id)
         return await self._redrive_in(req.queue, None)
 
+    @handles("iii::queue::redrive_message", description="Move one dead-lettered message back to ready")
     async def _redrive_message(self, inv: Invocation) -> dict[str, Any]:
         req = parse(MessageRef, inv.data, inv.function_id)
         return await self._redrive_in(req.queue, req.message_id)
@@ -317,20 +311,25 @@ class QueueModule(Module):
             self._wake(queue)
         return {"queue": queue, "redriven": redriven}
 
+    @handles("iii::queue::discard_message", description="Delete one message of a queue")
     async def _discard_message(self, inv: Invocation) -> dict[str, Any]:
         req = parse(MessageRef, inv.data, inv.function_id)
         return {"discarded": await self.queues.discard(req.queue, req.message_id)}
 
+    @handles("engine::queue::list_topics", description="Queues and their message counts")
     async def _list_topics(self, inv: Invocation) -> dict[str, Any]:
         return {"topics": [{"name": q, **await self.queues.stats(q)} for q in await self.queues.queues()]}
 
+    @handles("engine::queue::topic_stats", description="Message counts of one queue")
     async def _topic_stats(self, inv: Invocation) -> dict[str, Any]:
         req = parse(TopicRef, inv.data, inv.function_id)
         return {"topic": req.topic, **await self.queues.stats(req.topic)}
 
+    @handles("engine::queue::dlq_topics", description="Queues that hold dead-lettered messages")
     async def _dlq_topics(self, inv: Invocation) -> dict[str, Any]:
         return {"topics": [q for q in await self.queues.queues() if (await self.queues.stats(q))["dead"] > 0]}
 
+    @handles("engine::queue::dlq_messages", description="Dead-lettered messages of one queue")
     async def _dlq_messages(self, inv: Invocation) -> dict[str, Any]:
         req = parse(DlqPage, inv.data, inv.function_id)
         dead = await self.queues.dead_letters(req.topic, req.offset, req.limit)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from teamster.engine.builtin import Input, Module, parse
 from teamster.engine.registry import Invocation
+from teamster.protocol.handles import handles
 from teamster.protocol.otlp import (
     FUNCTION_ID,
     MESSAGE_ID,
@@ -218,10 +219,7 @@ class Traces(Module):
             else None
         )
         engine = self.engine
-        engine.builtin("engine::traces::list", self._list, description="Stored spans, newest first, filtered")
-        engine.builtin("engine::traces::tree", self._tree, description="One trace as a tree of spans")
-        engine.builtin("engine::traces::clear", self._clear, description="Forget every stored span")
-        engine.builtin("engine::traces::stats", self._stats, description="Span store and export counters")
+        engine.serve(self)
         if self.exporter is not None:
             self.exporter.start()
         engine.traces = self
@@ -248,6 +246,7 @@ class Traces(Module):
         self.malformed_spans += skipped
         self.add(spans)
 
+    @handles("engine::traces::list", description="Stored spans, newest first, filtered")
     async def _list(self, inv: Invocation) -> dict[str, Any]:
         query = parse(TraceQuery, inv.data, inv.function_id)
         wanted = {
@@ -267,6 +266,7 @@ class Traces(Module):
         ]
         return {"spans": [span.to_json() for span in matched[: query.limit]], "total": len(matched)}
 
+    @handles("engine::traces::tree", description="One trace as a tree of spans")
     async def _tree(self, inv: Invocation) -> dict[str, Any]:
         trace_id = parse(TraceId, inv.data, inv.function_id).trace_id
         spans = sorted(self.store.newest_first(trace_id), key=lambda span: span.start_ns)
@@ -279,9 +279,11 @@ class Traces(Module):
             (parent["children"] if parent is not None else roots).append(node)
         return {"trace_id": trace_id, "span_count": len(nodes), "roots": roots}
 
+    @handles("engine::traces::clear", description="Forget every stored span")
     async def _clear(self, inv: Invocation) -> dict[str, Any]:
         return {"cleared": self.store.clear()}
 
+    @handles("engine::traces::stats", description="Span store and export counters")
     async def _stats(self, inv: Invocation) -> dict[str, Any]:
         exporter = self.exporter
         return {
