@@ -31,14 +31,16 @@ BELOW: dict[str, frozenset[str]] = {
     "harness": frozenset({"protocol", "storage", "sdk"}),
     "patterns": frozenset({"protocol", "sdk", "harness"}),
     "app": frozenset({"protocol", "storage", "engine", "sdk", "harness", "patterns"}),
+    "schemas": frozenset({"protocol", "sdk", "harness", "patterns"}),
     "bench": frozenset({"protocol", "storage", "engine", "sdk", "harness", "patterns", "app"}),
     "cli": frozenset({"protocol", "storage", "engine", "sdk", "harness", "patterns", "app", "bench"}),
     "__main__": frozenset({"cli"}),
 }
 
-# Harness modules every harness worker may import: the typed contracts on the bus, and libraries that
-# are no worker's (a lease on a state key; a cache of what a worker itself wrote; an example value for a schema).
-HARNESS_SHARED = frozenset({"contracts", "lease", "owned", "schema_example"})
+# Harness modules every harness worker may import: the typed contracts on the bus (the shapes workers
+# exchange; the harness events), and libraries that are no worker's (a lease on a state key; a cache of what
+# a worker itself wrote; an example value for a schema; the reading of a provider's stream).
+HARNESS_SHARED = frozenset({"contracts", "harness_events", "lease", "owned", "schema_example", "assistant_stream"})
 
 # Imports that break a rule today and that issue 18's other parts remove; empty this after merging them.
 ISSUE_18_PENDING: frozenset[tuple[str, str]] = frozenset()
@@ -58,14 +60,8 @@ SCOPE_OWNERS = {
     trigger.REQUESTS: "trigger",
 }
 
-# Harness workers that read another's scope today (module, scope); issue 18's harness part removes them.
-ISSUE_18_CROSS_SCOPE_READS = frozenset(
-    {
-        ("teamster.harness.orchestrator", "approvals"),  # a `state` trigger on approval records
-        ("teamster.harness.orchestrator.steps", "approvals"),  # reads a call's approval record
-        ("teamster.harness.compaction", "run_request"),  # reads the orchestrator's run request
-    }
-)
+# Harness workers that read another's scope today (module, scope): none since issue 18's harness part.
+ISSUE_18_CROSS_SCOPE_READS: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 # Streams one worker writes and another binds a trigger on: the names are part of the exchange.
 TURN_END_STREAM = "agent::turn_end"  # every turn_end event, written by the events worker (compaction listens)
 DECISIONS_STREAM = "approval::decisions"  # the approval worker announces each decision (the orchestrator wakes)
+# Hook topics the orchestrator publishes through hook-fanout.
+BEFORE_FUNCTION_CALL = "agent::before_function_call"
+AFTER_FUNCTION_CALL = "agent::after_function_call"
 
 
 class Shape(BaseModel):

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from teamster.harness.contracts import (
+    AFTER_FUNCTION_CALL,
+    BEFORE_FUNCTION_CALL,
     ApprovalCheck,
     AssistantMessage,
     BeforeVerdict,
@@ -30,8 +32,6 @@ from teamster.protocol.access import access_of
 
 log = logging.getLogger("teamster.harness")
 
-BEFORE_TOPIC = "agent::before_function_call"
-AFTER_TOPIC = "agent::after_function_call"
 # Our own link to the engine broke: whether the call ran is unknown, so it is no result to record.
 LINK_LOST = "CONNECTION_LOST"
 
@@ -124,7 +124,7 @@ async def consult(rt: Runtime, session_id: str, call: Call) -> Clearance:
     if settings.hooks:
         try:
             hooked = BeforeVerdict.model_validate(
-                await rt.call("hook-fanout::before", {"topic": BEFORE_TOPIC, "payload": context})
+                await rt.call("hook-fanout::before", {"topic": BEFORE_FUNCTION_CALL, "payload": context})
             )
         except (InvocationError, ValidationError) as exc:
             reason = exc.message if isinstance(exc, InvocationError) else "malformed reply"
@@ -232,7 +232,7 @@ async def _after_hook(rt: Runtime, call: Call, result: FunctionResultMessage) ->
         raw = await rt.call(
             "hook-fanout::publish_collect",
             {
-                "topic": AFTER_TOPIC,
+                "topic": AFTER_FUNCTION_CALL,
                 "payload": {"function_call": call.model_dump(), "result": result.model_dump(mode="json")},
                 "merge_rule": "field_merge",
                 "timeout_ms": rt.settings.hook_timeout_ms,

@@ -1,7 +1,7 @@
 """The hook merge rules: how the replies of a hook topic's subscribers combine into one (iii-harness.md §6).
 
 `first_block_wins` for gates (the first reply that blocks), `field_merge` for rewriting a function result,
-`pipeline_last_wins` for replacing a message list. Pure functions, used by the `hook-fanout` worker.
+`pipeline_last_wins` for replacing a message list. Pure functions.
 """
 
 from __future__ import annotations

@@ -1,12 +1,4 @@
-"""The `hook-fanout` worker: publish a hook topic, collect subscriber replies, merge them (iii-harness.md §6).
-
-Topics the harness publishes: `agent::before_function_call` (payload `{session_id, function_call,
-approval_required}`, through `hook-fanout::before`) and `agent::after_function_call` (payload
-`{function_call, result}`, merge rule `field_merge`). A subscriber binds a `durable:subscriber` trigger on
-the topic, reads `{event_id, reply_stream, payload}` and answers with
-`stream::set {stream_name: reply_stream, group_id: event_id, item_id, data: reply}`. The merge rules are
-in `hook_merge`.
-"""
+"""The `hook-fanout` worker's handlers: publish a topic, collect the subscribers' replies, merge them."""
 
 from __future__ import annotations
 
@@ -21,14 +13,12 @@ from typing import Any
 from pydantic import AliasChoices, Field, ValidationError
 
 from teamster.harness.contracts import Collected, PublishStatus, ResolvedBy, Shape
-from teamster.harness.hook_merge import MergeRule, merge
+from teamster.harness.hooks.merge import MergeRule, merge
 from teamster.protocol.errors import InvocationError
 from teamster.protocol.handles import handles
 from teamster.sdk import Void, Worker
 
 REPLY_STREAM = "agent::hook_reply"
-BEFORE_FUNCTION_CALL = "agent::before_function_call"
-AFTER_FUNCTION_CALL = "agent::after_function_call"
 
 
 class PublishCollect(Shape):
@@ -68,20 +58,6 @@ class _Binding(Shape):
 
 class _Bindings(Shape):
     triggers: list[_Binding]
-
-
-def create_worker(
-    *,
-    default_timeout_ms: int = 10_000,
-    min_timeout_ms: int = 50,
-    quiescence_ms: int = 200,
-    presence_ttl_s: float = 30.0,
-) -> Worker:
-    """The `hook-fanout` worker, ready to connect or attach."""
-    worker = Worker("hook-fanout", description="Hook topics: publish, collect replies, merge")
-    worker.serve(Fanout(worker, default_timeout_ms, min_timeout_ms, quiescence_ms, presence_ttl_s))
-    worker.register_trigger("stream", "hook-fanout::reply_handler", {"stream_name": REPLY_STREAM})
-    return worker
 
 
 @dataclass(slots=True)
