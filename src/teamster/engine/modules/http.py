@@ -268,15 +268,17 @@ class Exchange:
         return None
 
     async def read_request(self) -> web.Response | None:
-        """Parse a JSON body, or start streaming any other body into the request-body channel; a 400 for a
-        JSON body nested deeper than `MAX_JSON_DEPTH`, which no function could decode."""
+        """Stream the body into the request-body channel; a JSON body is also parsed into `body` (as iii does,
+        so a handler can check a signature over the raw bytes of a parsed body). A 400 for a JSON body nested
+        deeper than `MAX_JSON_DEPTH`, which no function could decode."""
         body = None
         if "application/json" in self.info["headers"].get("content-type", ""):
+            raw = await self.request.read()
             try:
-                body = _json_or_none(await self.request.read())
+                body = _json_or_none(raw)
             except _TooDeep:
                 return refusal(400, "bad_request", f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-            await self.request_body.close_writer()
+            self._pump = self._spawn(_feed(raw, self.request_body))
         else:
             self._pump = self._spawn(_pump_body(self.request, self.request_body))
         trigger = {"type": "http", "path": self.route.path, "method": self.info["method"]}
@@ -330,6 +332,13 @@ class Exchange:
 async def _pump_body(request: web.Request, channel: Channel) -> None:
     async for chunk in request.content.iter_chunked(BODY_CHUNK):
         await channel.put((False, chunk))
+    await channel.close_writer()
+
+
+async def _feed(raw: bytes, channel: Channel) -> None:
+    """A body already read, into its channel, in the chunks `_pump_body` would have sent."""
+    for start in range(0, len(raw), BODY_CHUNK):
+        await channel.put((False, raw[start : start + BODY_CHUNK]))
     await channel.close_writer()
 
 
