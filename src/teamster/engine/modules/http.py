@@ -46,6 +46,8 @@ log = logging.getLogger("teamster.engine")
 
 MAX_JSON_BODY = 64 * 1024 * 1024
 BODY_CHUNK = 64 * 1024
+# How long a function that returned nothing has to connect its response channel's writer (`Exchange.handle`).
+LATE_WRITER_S = 0.25
 UNGUARDED_HINT = "set TEAMSTER_TOKEN (or iii-http's `token`) to a secret, or listen on 127.0.0.1"
 
 
@@ -293,7 +295,9 @@ class Exchange:
         )
 
     async def handle(self) -> web.Response | StreamState:
-        """Race the function's return against its response channel; the channel wins a tie."""
+        """Race the function's return against its response channel; the channel wins a tie. A function that
+        returns nothing answers through the channel, as in iii, even when its result overtakes the channel
+        socket's upgrade: its writer is waited for up to `LATE_WRITER_S`, and only then is the answer `{}`."""
         binding = self.route.binding
         payload = {**self.event, "request_body": self.request_body.ref("read"), "response": self.response.ref("write")}
         call = self._spawn(
@@ -304,6 +308,8 @@ class Exchange:
         if self._reading.done():
             return self._state
         result = call.result()
+        if result is None and not (self._state.seen or self.response.writer_taken):
+            await asyncio.wait({self._reading}, timeout=LATE_WRITER_S)
         if result is None and (self._state.seen or self.response.writer_taken):
             await self._reading  # it returned nothing but is streaming
             return self._state

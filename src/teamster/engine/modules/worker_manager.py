@@ -156,19 +156,16 @@ class WorkerManager(Module):
         if channel is None or direction not in ("read", "write"):
             raise web.HTTPNotFound(text="unknown channel or wrong key")
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, compress=False)
-        taken = channel.writer_taken if direction == "write" else channel.reader_taken
-        # Taken before the upgrade completes: a writer that wrote and returned must be seen as writing.
-        if direction == "write":
-            channel.writer_taken = True
-        else:
-            channel.reader_taken = True
         await ws.prepare(request)
+        taken = channel.writer_taken if direction == "write" else channel.reader_taken
         if taken:
             await ws.close(code=1008, message=b"channel end already taken")
             return ws
         if direction == "write":
+            channel.writer_taken = True
             await _pump_in(ws, channel)
         else:
+            channel.reader_taken = True
             await _pump_out(ws, channel)
             self.engine.channels.delete(channel.id)
         return ws
