@@ -22,6 +22,7 @@ A target that fails a registration check is still registered, so the worker is n
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import ipaddress
@@ -264,7 +265,8 @@ class _PublicResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         found = [entry for entry in await self._inner.resolve(host, port, family) if _public(entry["host"])]
         if not found:
-            raise OSError(f"{host} resolves to no public address (security.block_private_ips)")
+            # With an errno, aiohttp's connection error shows the reason.
+            raise OSError(errno.EHOSTUNREACH, f"{host} resolves to no public address (security.block_private_ips)")
         return found
 
     async def close(self) -> None:
