@@ -154,4 +154,4 @@ async def until_callable(worker: Worker, function_id: str, payload: Any) -> Any:
 async def trigger_bound(worker: Worker, function_id: str) -> bool:
     """Whether an active trigger binding targets `function_id`."""
     listing = await worker.trigger("engine::registered-triggers::list", {})
-    return any(row["function_id"] == function_id and row["active"] for row in listing["triggers"])
+    return any(row["function_id"] == function_id and row["active"] for row in listing["registered_triggers"])

@@ -78,7 +78,7 @@ async def test_bad_expression_is_refused(connect: Connect, caplog: pytest.LogCap
         await eventually(lambda: "expected 6 or 7 fields" in caplog.text)
 
     listed = await worker.trigger("engine::registered-triggers::list", {})
-    assert job_id not in [t["id"] for t in listed["triggers"]]
+    assert job_id not in [t["id"] for t in listed["registered_triggers"]]
 
 
 async def test_unregister_stops_fires(connect: Connect) -> None:
@@ -94,7 +94,7 @@ async def test_unregister_stops_fires(connect: Connect) -> None:
 
     async def gone() -> bool:
         listed.update(await worker.trigger("engine::registered-triggers::list", {}))
-        return job_id not in [t["id"] for t in listed["triggers"]]
+        return job_id not in [t["id"] for t in listed["registered_triggers"]]
 
     await eventually(gone)
     seen = len(events)

@@ -489,4 +489,4 @@ async def test_bad_trigger_config_is_refused(
         binding_id = worker.register_trigger("http", "careless::fn", config)
         await eventually(lambda: f"trigger {binding_id}" in caplog.text and "refused" in caplog.text)
     listed = await worker.trigger("engine::registered-triggers::list", {})
-    assert binding_id not in [t["id"] for t in listed["triggers"]]
+    assert binding_id not in [t["id"] for t in listed["registered_triggers"]]

@@ -29,7 +29,7 @@ async def refusal_of(worker: Worker, caplog: pytest.LogCaptureFixture, function_
         await eventually(lambda: f"trigger {binding_id}" in caplog.text)
     [line] = [r.getMessage() for r in caplog.records if f"trigger {binding_id}" in r.getMessage()]
     listed = await worker.trigger("engine::registered-triggers::list", {})
-    assert binding_id not in [t["id"] for t in listed["triggers"]]
+    assert binding_id not in [t["id"] for t in listed["registered_triggers"]]
     return line
 
 

@@ -103,7 +103,7 @@ class Authority:
 
     async def bindings(self) -> dict[str, dict[str, Any]]:
         listed = await self.worker.trigger("engine::registered-triggers::list", {})
-        return {row["id"]: row for row in listed["triggers"]}
+        return {row["id"]: row for row in listed["registered_triggers"]}
 
     async def trigger_types(self) -> list[str]:
         listed = await self.worker.trigger("engine::triggers::list", {})

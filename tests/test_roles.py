@@ -49,7 +49,7 @@ class Bus:
 
     async def durable(self) -> dict[str, Any]:
         listed = await self.local.trigger("engine::registered-triggers::list", {})
-        return {row["id"]: row for row in listed["triggers"]}
+        return {row["id"]: row for row in listed["registered_triggers"]}
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ async def bound(client: Worker, *function_ids: str) -> None:
 
     async def active() -> bool:
         listing = await client.trigger("engine::registered-triggers::list", {})
-        live = {t["function_id"] for t in listing["triggers"] if t["active"]}
+        live = {t["function_id"] for t in listing["registered_triggers"] if t["active"]}
         return set(function_ids) <= live
 
     await eventually(active)
@@ -263,7 +263,7 @@ async def test_a_subscriber_gone_since_the_presence_check_ends_the_wait(connect:
 
     async def unbound() -> bool:
         listing = await fanout.trigger("engine::registered-triggers::list", {})
-        return all(t["function_id"] != "leaving::on_hook" for t in listing["triggers"])
+        return all(t["function_id"] != "leaving::on_hook" for t in listing["registered_triggers"])
 
     await eventually(unbound)
     started = time.monotonic()

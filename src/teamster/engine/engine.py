@@ -54,6 +54,7 @@ from teamster.protocol.validation import first_error
 from teamster.storage import Storage, open_storage
 
 if TYPE_CHECKING:
+    from teamster.engine.modules.http_functions import HttpFunctions
     from teamster.engine.modules.traces import Traces
 
 log = logging.getLogger("teamster.engine")
@@ -95,6 +96,7 @@ class Engine:
         self.stopping = False
         self.telemetry_frames: dict[str, int] = {}  # `OTLP`/`LOGS`/`MTRC` frames received, by kind
         self.traces: Traces | None = None  # the iii-traces module while it runs: where spans go
+        self.http_functions: HttpFunctions | None = None  # iii-http-functions while it runs: runs HTTP targets
         self._grace: dict[str, asyncio.TimerHandle] = {}
 
     @property
@@ -458,7 +460,12 @@ class Engine:
                 )
             )
             return
-        execute = _not_invokable if msg.invocation is not None else conn.executor(msg.id, remote)
+        if msg.invocation is None:
+            execute = conn.executor(msg.id, remote)
+        elif self.http_functions is None:
+            execute = _not_invokable
+        else:
+            execute = self.http_functions.executor(msg.id, msg.invocation, conn.session)
         entry = FunctionEntry(
             id=msg.id,
             namespace=namespace,
@@ -592,7 +599,7 @@ class Engine:
 async def _not_invokable(inv: Invocation) -> Any:
     raise InvocationError(
         codes.FUNCTION_NOT_INVOKABLE,
-        f"{inv.function_id} is an HTTP-invoked function; teamster does not run the iii-http-functions worker",
+        f"{inv.function_id} is an HTTP-invoked function, and this engine does not run iii-http-functions",
         function_id=inv.function_id,
     )
 

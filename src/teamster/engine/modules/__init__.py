@@ -10,6 +10,7 @@ def module_classes() -> dict[str, type[Module]]:
     from teamster.engine.modules.cron import Cron
     from teamster.engine.modules.engine_fn import EngineFunctions
     from teamster.engine.modules.http import Http
+    from teamster.engine.modules.http_functions import HttpFunctions
     from teamster.engine.modules.observability import Observability
     from teamster.engine.modules.pubsub import PubSub
     from teamster.engine.modules.queue import QueueModule
@@ -23,6 +24,7 @@ def module_classes() -> dict[str, type[Module]]:
         Cron,
         EngineFunctions,
         Http,
+        HttpFunctions,
         Observability,
         Traces,
         QueueModule,

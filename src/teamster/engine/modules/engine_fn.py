@@ -16,6 +16,7 @@ from teamster.engine.registry import FunctionEntry, Invocation
 from teamster.engine.triggers import Binding, TriggerConfigError
 from teamster.protocol import InvocationError
 from teamster.protocol import errors as codes
+from teamster.protocol.handles import handles
 
 DURABLE_SCOPE = "__teamster::triggers"
 CATALOGUE_POLL_S = 5.0
@@ -74,23 +75,7 @@ class EngineFunctions(Module):
 
     async def start(self) -> None:
         engine = self.engine
-        engine.builtin(
-            "engine::workers::register", engine.register_worker, description="Name a worker and pin its namespace"
-        )
-        for function_id, handler, description in (
-            ("engine::channels::create", self._create_channel, "Create a data channel: a writer and a reader ref"),
-            ("engine::functions::list", self._list_functions, "List registered functions"),
-            ("engine::functions::info", self._function_info, "Describe functions: schemas, owner, triggers"),
-            ("engine::workers::list", self._list_workers, "List connected workers"),
-            ("engine::workers::info", self._worker_info, "Describe one worker"),
-            ("engine::triggers::list", self._list_trigger_types, "List trigger types"),
-            ("engine::triggers::info", self._trigger_type_info, "Describe a trigger type"),
-            ("engine::registered-triggers::list", self._list_bindings, "List trigger instances"),
-            ("engine::registered-triggers::info", self._binding_info, "Describe a trigger instance"),
-            ("engine::register_trigger", self._register_durable, "Create a durable binding that outlives its caller"),
-            ("engine::unregister_trigger", self._unregister_durable, "Remove a durable binding"),
-        ):
-            engine.builtin(function_id, handler, description=description)
+        engine.serve(self)
         self._catalogue_events: BindingSet[Input] = BindingSet()
         await engine.builtin_type(
             "engine::workers-available", engine.worker_events, "Workers connected, disconnected or renamed"
@@ -113,11 +98,17 @@ class EngineFunctions(Module):
 
     # ---- functions ----------------------------------------------------------------------------
 
+    @handles("engine::workers::register", description="Name a worker and pin its namespace")
+    async def _register_worker(self, inv: Invocation) -> dict[str, Any]:
+        return await self.engine.register_worker(inv)
+
+    @handles("engine::channels::create", description="Create a data channel: a writer and a reader ref")
     async def _create_channel(self, inv: Invocation) -> dict[str, Any]:
         req = parse(CreateChannel, inv.data, inv.function_id)
         channel = self.engine.channels.create(inv.caller.worker_id if inv.caller else None, req.buffer_size)
         return {"writer": channel.ref("write"), "reader": channel.ref("read")}
 
+    @handles("engine::functions::list", description="List registered functions")
     async def _list_functions(self, inv: Invocation) -> dict[str, Any]:
         req = parse(ListFunctions, inv.data, inv.function_id)
         names = set(req.workers or []) | ({req.worker} if req.worker else set())
@@ -137,6 +128,7 @@ class EngineFunctions(Module):
             rows.append(_function_row(entry))
         return {"functions": rows}
 
+    @handles("engine::functions::info", description="Describe functions: schemas, owner, triggers")
     async def _function_info(self, inv: Invocation) -> dict[str, Any]:
         req = parse(FunctionInfo, inv.data, inv.function_id)
         ids = req.function_ids or ([req.function_id] if req.function_id else [])
@@ -167,6 +159,7 @@ class EngineFunctions(Module):
             )
         return found[0] if req.function_id and not req.function_ids else {"functions": found}
 
+    @handles("engine::workers::list", description="List connected workers")
     async def _list_workers(self, inv: Invocation) -> dict[str, Any]:
         req = parse(ListWorkers, inv.data, inv.function_id)
         rows = []
@@ -181,6 +174,7 @@ class EngineFunctions(Module):
             rows.append(row)
         return {"workers": sorted(rows, key=lambda r: (r["namespace"], r["name"]))}
 
+    @handles("engine::workers::info", description="Describe one worker")
     async def _worker_info(self, inv: Invocation) -> dict[str, Any]:
         req = parse(WorkerInfo, inv.data, inv.function_id)
         conn = self.engine.worker_names.get((req.namespace, req.name))
@@ -198,10 +192,12 @@ class EngineFunctions(Module):
             ],
         }
 
+    @handles("engine::triggers::list", description="List trigger types")
     async def _list_trigger_types(self, inv: Invocation) -> dict[str, Any]:
         types = sorted(self.engine.triggers.types.values(), key=lambda t: t.key)
         return {"triggers": [t.summary() for t in types]}
 
+    @handles("engine::triggers::info", description="Describe a trigger type")
     async def _trigger_type_info(self, inv: Invocation) -> dict[str, Any]:
         req = parse(ById, inv.data, inv.function_id)
         tt = self.engine.triggers.types.get((req.namespace or "default", req.id or ""))
@@ -214,9 +210,11 @@ class EngineFunctions(Module):
             "instances": self.engine.triggers.instances_of(tt.key),
         }
 
+    @handles("engine::registered-triggers::list", description="List trigger instances")
     async def _list_bindings(self, inv: Invocation) -> dict[str, Any]:
-        return {"triggers": [b.summary() for b in self.engine.triggers.bindings.values()]}
+        return {"registered_triggers": [b.summary() for b in self.engine.triggers.bindings.values()]}
 
+    @handles("engine::registered-triggers::info", description="Describe a trigger instance")
     async def _binding_info(self, inv: Invocation) -> dict[str, Any]:
         req = parse(ById, inv.data, inv.function_id)
         binding = self.engine.triggers.bindings.get(req.id or "")
@@ -224,6 +222,7 @@ class EngineFunctions(Module):
             raise InvocationError("TRIGGER_NOT_FOUND", f"no trigger {req.id!r}")
         return {**binding.summary(), "metadata": binding.metadata, "durable": binding.owner is None}
 
+    @handles("engine::register_trigger", description="Create a durable binding that outlives its caller")
     async def _register_durable(self, inv: Invocation) -> dict[str, Any]:
         req = parse(RegisterTrigger, inv.data, inv.function_id)
         if req.trigger_namespace is not None and not req.trigger_namespace.strip():
@@ -247,6 +246,7 @@ class EngineFunctions(Module):
         await self.engine.storage.state.put(DURABLE_SCOPE, binding_id, record)
         return {"id": binding_id}
 
+    @handles("engine::unregister_trigger", description="Remove a durable binding")
     async def _unregister_durable(self, inv: Invocation) -> dict[str, Any]:
         req = parse(UnregisterTrigger, inv.data, inv.function_id)
         binding = self.engine.triggers.bindings.get(req.id)

@@ -46,6 +46,8 @@ log = logging.getLogger("teamster.engine")
 
 MAX_JSON_BODY = 64 * 1024 * 1024
 BODY_CHUNK = 64 * 1024
+# How long a function that returned nothing has to connect its response channel's writer (`Exchange.handle`).
+LATE_WRITER_S = 0.25
 UNGUARDED_HINT = "set TEAMSTER_TOKEN (or iii-http's `token`) to a secret, or listen on 127.0.0.1"
 
 
@@ -268,15 +270,17 @@ class Exchange:
         return None
 
     async def read_request(self) -> web.Response | None:
-        """Parse a JSON body, or start streaming any other body into the request-body channel; a 400 for a
-        JSON body nested deeper than `MAX_JSON_DEPTH`, which no function could decode."""
+        """Stream the body into the request-body channel; a JSON body is also parsed into `body` (as iii does,
+        so a handler can check a signature over the raw bytes of a parsed body). A 400 for a JSON body nested
+        deeper than `MAX_JSON_DEPTH`, which no function could decode."""
         body = None
         if "application/json" in self.info["headers"].get("content-type", ""):
+            raw = await self.request.read()
             try:
-                body = _json_or_none(await self.request.read())
+                body = _json_or_none(raw)
             except _TooDeep:
                 return refusal(400, "bad_request", f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-            await self.request_body.close_writer()
+            self._pump = self._spawn(_feed(raw, self.request_body))
         else:
             self._pump = self._spawn(_pump_body(self.request, self.request_body))
         trigger = {"type": "http", "path": self.route.path, "method": self.info["method"]}
@@ -291,7 +295,9 @@ class Exchange:
         )
 
     async def handle(self) -> web.Response | StreamState:
-        """Race the function's return against its response channel; the channel wins a tie."""
+        """Race the function's return against its response channel; the channel wins a tie. A function that
+        returns nothing answers through the channel, as in iii, even when its result overtakes the channel
+        socket's upgrade: its writer is waited for up to `LATE_WRITER_S`, and only then is the answer `{}`."""
         binding = self.route.binding
         payload = {**self.event, "request_body": self.request_body.ref("read"), "response": self.response.ref("write")}
         call = self._spawn(
@@ -302,6 +308,8 @@ class Exchange:
         if self._reading.done():
             return self._state
         result = call.result()
+        if result is None and not (self._state.seen or self.response.writer_taken):
+            await asyncio.wait({self._reading}, timeout=LATE_WRITER_S)
         if result is None and (self._state.seen or self.response.writer_taken):
             await self._reading  # it returned nothing but is streaming
             return self._state
@@ -330,6 +338,13 @@ class Exchange:
 async def _pump_body(request: web.Request, channel: Channel) -> None:
     async for chunk in request.content.iter_chunked(BODY_CHUNK):
         await channel.put((False, chunk))
+    await channel.close_writer()
+
+
+async def _feed(raw: bytes, channel: Channel) -> None:
+    """A body already read, into its channel, in the chunks `_pump_body` would have sent."""
+    for start in range(0, len(raw), BODY_CHUNK):
+        await channel.put((False, raw[start : start + BODY_CHUNK]))
     await channel.close_writer()
 
 

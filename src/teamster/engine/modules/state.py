@@ -55,9 +55,15 @@ class SetValue(Key):
 
 class UpdateOp(Input):
     type: Literal["set", "merge", "increment", "decrement", "append", "remove"]
-    path: str = ""
+    # A dotted string (`a.b`), or a list of literal segments as the iii SDKs send (`["a.b"]` is one key).
+    path: str | list[str] = ""
     value: Any = None
     by: int | float = 1
+
+    @property
+    def segments(self) -> list[str]:
+        """The path's keys below the root; none for the root itself (`""` or `[]`)."""
+        return self.path.split(".") if isinstance(self.path, str) and self.path else list(self.path)
 
 
 class Update(Key):
@@ -236,8 +242,8 @@ def apply_ops(ops: list[UpdateOp], value: Any = MISSING) -> tuple[Any, OpErrors]
 
 
 def _apply(doc: dict[str, Any], op: UpdateOp) -> None:
-    *parents, leaf = [_ROOT, *op.path.split(".")] if op.path else [_ROOT]
-    where = op.path or "root"
+    *parents, leaf = [_ROOT, *op.segments]
+    where = ".".join(op.segments) or "root"
     if op.type == "merge" and not isinstance(op.value, dict):
         raise _OpFailed("value.not_an_object", f"merge value must be an object, got {_kind(op.value)}")
     parent = _walk(doc, parents, create=op.type != "remove")

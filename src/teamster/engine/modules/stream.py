@@ -16,6 +16,7 @@ from teamster.engine.rbac import Session
 from teamster.engine.registry import Invocation
 from teamster.engine.reserved_names import ReservedNames, check_patterns, outsider
 from teamster.protocol import InvocationError
+from teamster.protocol.handles import handles
 from teamster.protocol.limits import MAX_VALUE_BYTES, check_stored
 from teamster.storage import StreamAdapter
 
@@ -100,17 +101,7 @@ class Streams(Module):
             self.engine.binding_guards[trigger_type] = self._binding_denial
         joins: BindingSet[Input] = BindingSet()
         leaves: BindingSet[Input] = BindingSet()
-        for op, handler, description in (
-            ("set", self._set, "Store a stream item and notify subscribers"),
-            ("get", self._get, "Read a stream item"),
-            ("delete", self._delete, "Delete a stream item and notify subscribers"),
-            ("list", self._list, "List the items of a stream group"),
-            ("list_groups", self._list_groups, "List the groups of a stream"),
-            ("list_all", self._list_all, "List every stream with its groups"),
-            ("send", self._send, "Send an event to a group's subscribers without storing it"),
-            ("update", self._update, "Apply update ops to a stream item and notify subscribers"),
-        ):
-            self.engine.builtin(f"stream::{op}", handler, description=description)
+        self.engine.serve(self)
         await self.engine.builtin_type("stream", self._bindings, "Stream items created, updated, deleted or sent")
         await self.engine.builtin_type("stream:join", joins, "A client joined a stream group or item")
         await self.engine.builtin_type("stream:leave", leaves, "A client left a stream group or item")
@@ -136,6 +127,7 @@ class Streams(Module):
     def _store(self) -> StreamAdapter:
         return self.engine.storage.streams
 
+    @handles("stream::set", description="Store a stream item and notify subscribers")
     async def _set(self, inv: Invocation) -> Any:
         req = parse(SetItem, inv.data, inv.function_id)
         self._check_name(inv, req.stream_name)
@@ -155,6 +147,7 @@ class Streams(Module):
             return await self._list_group(Group(stream_name=stream_name, group_id=group_id))
         return await self._get_item(Item(stream_name=stream_name, group_id=group_id, item_id=item_id))
 
+    @handles("stream::get", description="Read a stream item")
     async def _get(self, inv: Invocation) -> Any:
         req = parse(Item, inv.data, inv.function_id)
         self._check_name(inv, req.stream_name)
@@ -168,6 +161,7 @@ class Streams(Module):
             lambda: self._store.get(req.stream_name, req.group_id, req.item_id),
         )
 
+    @handles("stream::delete", description="Delete a stream item and notify subscribers")
     async def _delete(self, inv: Invocation) -> Any:
         req = parse(Item, inv.data, inv.function_id)
         self._check_name(inv, req.stream_name)
@@ -181,6 +175,7 @@ class Streams(Module):
             self._notify(req, req.item_id, {"type": "delete", "data": old})
         return result
 
+    @handles("stream::list", description="List the items of a stream group")
     async def _list(self, inv: Invocation) -> Any:
         req = parse(Group, inv.data, inv.function_id)
         self._check_name(inv, req.stream_name)
@@ -191,6 +186,7 @@ class Streams(Module):
             "list", req, "STREAM_GET_GROUP_ERROR", lambda: self._store.list(req.stream_name, req.group_id)
         )
 
+    @handles("stream::list_groups", description="List the groups of a stream")
     async def _list_groups(self, inv: Invocation) -> Any:
         req = parse(Stream, inv.data, inv.function_id)
         self._check_name(inv, req.stream_name)
@@ -198,6 +194,7 @@ class Streams(Module):
             "list_groups", req, "STREAM_LIST_GROUPS_ERROR", lambda: self._store.groups(req.stream_name)
         )
 
+    @handles("stream::list_all", description="List every stream with its groups")
     async def _list_all(self, inv: Invocation) -> dict[str, Any]:
         with storage_errors("STREAM_LIST_ALL_ERROR", inv.function_id):
             streams = await self._store.streams()
@@ -205,12 +202,14 @@ class Streams(Module):
             streams = [row for row in streams if not self._reserved.covers(str(row.get("id")))]
         return {"stream": streams, "count": len(streams)}
 
+    @handles("stream::send", description="Send an event to a group's subscribers without storing it")
     async def _send(self, inv: Invocation) -> None:
         req = parse(Send, inv.data, inv.function_id)
         self._check_name(inv, req.stream_name)
         self._check(req.data, inv.function_id)
         self._notify(req, req.id, {"type": "event", "event": {"type": req.type, "data": req.data}})
 
+    @handles("stream::update", description="Apply update ops to a stream item and notify subscribers")
     async def _update(self, inv: Invocation) -> Any:
         req = parse(UpdateItem, inv.data, inv.function_id)
         self._check_name(inv, req.stream_name)

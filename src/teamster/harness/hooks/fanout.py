@@ -57,7 +57,7 @@ class _Binding(Shape):
 
 
 class _Bindings(Shape):
-    triggers: list[_Binding]
+    registered_triggers: list[_Binding]
 
 
 @dataclass(slots=True)
@@ -187,7 +187,7 @@ class Fanout:
             and b.active
             and isinstance(b.config, dict)
             and b.config.get("topic") == topic
-            for b in listing.triggers
+            for b in listing.registered_triggers
         )
         self._presence[topic] = (time.monotonic() + self.presence_ttl_s, found)
         return found
