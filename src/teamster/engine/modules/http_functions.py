@@ -39,11 +39,11 @@ from aiohttp.resolver import DefaultResolver
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from teamster.engine.builtin import Module
-from teamster.engine.config import first_error
 from teamster.engine.registry import Executor, Invocation
 from teamster.engine.roles import Role
 from teamster.protocol import InvocationError
 from teamster.protocol import errors as codes
+from teamster.protocol.validation import first_error
 
 if TYPE_CHECKING:
     from teamster.engine.rbac import Session
