@@ -33,9 +33,9 @@ from teamster.harness.harness_events import (
     TurnError,
 )
 from teamster.harness.lease import Lease
-from teamster.harness.orchestrator import calls, prompt, spending
-from teamster.harness.orchestrator.calls import Clearance
+from teamster.harness.orchestrator import calls, gates, prompt, spending
 from teamster.harness.orchestrator.exclusive import LEASES, acquire_or_defer
+from teamster.harness.orchestrator.gates import Clearance
 from teamster.harness.orchestrator.record import ExecutedCall, PreparedCall, TurnRecord, Work
 from teamster.harness.orchestrator.runtime import Runtime, now_ms, own_message, stage
 from teamster.harness.orchestrator.streaming import stream_turn
@@ -198,7 +198,7 @@ class Steps:
                 await self._executed(rec, prepared, prepared.result, 0)
                 continue
             clearance = (
-                calls.ALLOW if prepared.route == "pre_approved" else await calls.consult(rt, rec.session_id, call)
+                gates.ALLOW if prepared.route == "pre_approved" else await gates.consult(rt, rec.session_id, call)
             )
             await self._apply(rec, prepared, clearance)
         if rec.awaiting_approval:
