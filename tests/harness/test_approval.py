@@ -10,7 +10,7 @@ import pytest
 
 from teamster.engine.engine import Engine
 from teamster.harness.approval import HUMAN_ONLY, create_worker
-from teamster.harness.contracts import DECISIONS_STREAM
+from teamster.harness.contracts import DECIDED_STREAM
 from teamster.sdk import Worker
 from tests.conftest import Connect, eventually, expect_bad_input
 
@@ -54,7 +54,7 @@ async def test_a_decision_is_announced_once_and_read_back_through_approval_decis
     async def decided(frame: dict[str, Any]) -> None:
         announced.append({"group": frame["groupId"], **frame["event"]["event"]})
 
-    watcher.register_trigger("stream", "watcher::decided", {"stream_name": DECISIONS_STREAM})
+    watcher.register_trigger("stream", "watcher::decided", {"stream_name": DECIDED_STREAM})
     client = await connect(watcher)
     resolve = {"session_id": "s1", "function_call_id": "c1", "decision": "deny", "reason": "no"}
     assert await client.trigger("approval::resolve", resolve) == {"ok": True}

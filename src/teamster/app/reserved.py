@@ -39,7 +39,7 @@ SCOPES: tuple[str, ...] = (
 )
 STREAMS: tuple[str, ...] = (
     events.STREAM,  # agent::events: every session's events, transcripts included
-    contracts.DECISIONS_STREAM,  # a person decided a parked call (the orchestrator wakes on it)
+    contracts.DECIDED_STREAM,  # a person decided a parked call (the orchestrator wakes on it)
     contracts.TURN_END_STREAM,
     store.EVENTS,  # app::run_events
 )

@@ -1,7 +1,7 @@
 """The `approval-gate` worker: human decisions on parked calls and per-session approval settings (iii-harness §4).
 
 `approval::resolve` records a human's allow/deny for one parked call at `approvals/<sid>/<cid>` and
-announces it on the `approval::decisions` stream (a `stream::send`: nothing stored there), which wakes
+announces it on the `approval::decided` stream (a `stream::send`: nothing stored there), which wakes
 the orchestrator; the first decision of a call stands. `approval::decisions` reads recorded decisions
 back: no other worker reads this worker's scopes. The settings functions keep
 `approval_settings/<sid>` = `{mode, always_allow, approved_always, mode_set_at}`, and
@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from teamster.harness.contracts import (
-    DECISIONS_STREAM,
+    DECIDED_STREAM,
     ApprovalCheck,
     DecisionMade,
     Decisions,
@@ -131,7 +131,7 @@ class ApprovalGate:
         await self.worker.trigger(
             "stream::send",
             {
-                "stream_name": DECISIONS_STREAM,
+                "stream_name": DECIDED_STREAM,
                 "group_id": req.session_id,
                 "id": req.function_call_id,
                 "type": "decided",

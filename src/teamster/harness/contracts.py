@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # Streams one worker writes and another binds a trigger on: the names are part of the exchange.
 TURN_END_STREAM = "agent::turn_end"  # every turn_end event, written by the events worker (compaction listens)
-DECISIONS_STREAM = "approval::decisions"  # the approval worker announces each decision (the orchestrator wakes)
+DECIDED_STREAM = "approval::decided"  # the approval worker announces each decision (the orchestrator wakes)
 # Hook topics the orchestrator publishes through hook-fanout.
 BEFORE_FUNCTION_CALL = "agent::before_function_call"
 AFTER_FUNCTION_CALL = "agent::after_function_call"
@@ -307,7 +307,7 @@ class Decisions(Shape):
 
 
 class DecisionMade(Shape):
-    """An item of the `approval::decisions` stream: a person decided a parked call (the orchestrator wakes)."""
+    """An item of the `approval::decided` stream: a person decided a parked call (the orchestrator wakes)."""
 
     session_id: str
     function_call_id: str

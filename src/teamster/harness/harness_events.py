@@ -34,6 +34,17 @@ def sparse() -> Any:
 # ---- the turn's view (what the UI sees of a turn record) -------------------------------------
 
 
+TurnState = Literal[
+    "provisioning",
+    "assistant_streaming",
+    "function_execute",
+    "function_awaiting_approval",
+    "steering_check",
+    "stopped",
+    "failed",
+]
+
+
 class AwaitingCall(BaseModel):
     """A call parked until a person decides it."""
 
@@ -53,7 +64,7 @@ class TurnView(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     session_id: str
-    state: str
+    state: TurnState
     turn_count: int = 0
     max_turns: int | None = sparse()
     awaiting_approval: list[AwaitingCall] | None = sparse()  # None, not [], when nothing waits

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from teamster.harness.contracts import DECISIONS_STREAM
+from teamster.harness.contracts import DECIDED_STREAM
 from teamster.harness.orchestrator.runtime import Runtime
 from teamster.harness.orchestrator.settings import TurnSettings
 from teamster.harness.orchestrator.steps import Steps
@@ -23,7 +23,7 @@ def create_worker(settings: TurnSettings | None = None) -> Worker:
     rt = Runtime(worker, settings or TurnSettings())
     steps = Steps(rt)
     worker.serve(Orchestrator(rt, steps))
-    worker.register_trigger("stream", "turn::on_approval", {"stream_name": DECISIONS_STREAM})
+    worker.register_trigger("stream", "turn::on_approval", {"stream_name": DECIDED_STREAM})
     for state in steps.handlers:
         _register_step(worker, steps, state)
     return worker

@@ -7,17 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from teamster.harness.contracts import AssistantMessage, FunctionResultMessage, FunctionSpec, Model
-from teamster.harness.harness_events import AwaitingCall, TurnError, TurnView
+from teamster.harness.harness_events import AwaitingCall, TurnError, TurnState, TurnView
 
-State = Literal[
-    "provisioning",
-    "assistant_streaming",
-    "function_execute",
-    "function_awaiting_approval",
-    "steering_check",
-    "stopped",
-    "failed",
-]
 TERMINAL: frozenset[str] = frozenset({"stopped", "failed"})
 PARKED: frozenset[str] = frozenset({"function_awaiting_approval", *TERMINAL})  # nothing enqueued for these
 
@@ -51,7 +42,7 @@ class Work(BaseModel):
 
 class TurnRecord(BaseModel):
     session_id: str
-    state: State
+    state: TurnState
     turn_count: int = 0
     max_turns: int | None = None
     function_results: list[FunctionResultMessage] = Field(default_factory=list)

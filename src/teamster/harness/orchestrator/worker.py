@@ -50,7 +50,7 @@ class DecisionEvent(Shape):
 
 
 class DecisionFrame(Shape):
-    """What the `stream` trigger delivers for a `stream::send` to approval::decisions."""
+    """What the `stream` trigger delivers for a `stream::send` to approval::decided."""
 
     group_id: str = Field(validation_alias=AliasChoices("groupId", "group_id"))
     event: DecisionEvent
