@@ -8,9 +8,11 @@ schemas/harness-events.json (`python -m teamster.schemas` regenerates it).
 
 A field declared `sparse()` is left out of the wire form when it is None, as the events have always
 been written: `turn_end` without `model_limit` when no model is known, `turn_state_changed` without
-`old_value` for a new record. Every other field is always present, null or not. The envelope (`id`,
-`session_id`, `seq`) is sparse too: a sender leaves it out (the orchestrator adds `id` after the event's
-own fields), `events::emit` stamps `session_id` and `seq` after them, and a reader gets all three.
+`old_value` for a new record. Every other field is always present, null or not.
+
+The envelope (ENVELOPE) is not part of the models: the orchestrator adds an `id` after an event's own
+fields (so a re-send is stored once), and `events::emit` stamps `session_id` and a gapless `seq` after
+them; a reader that needs them (a cursor) reads them off the stored item.
 """
 
 from __future__ import annotations
@@ -73,17 +75,13 @@ class TurnView(BaseModel):
 
 # ---- the events ------------------------------------------------------------------------------
 
-ENVELOPE = frozenset({"id", "session_id", "seq"})
+ENVELOPE = frozenset({"id", "session_id", "seq"})  # on a stored event, after its own fields
 
 
 class HarnessEventBase(BaseModel):
-    """The envelope of every harness event: absent as sent, filled in as stored."""
+    """What every harness event shares: a stored event's envelope is ignored on decoding."""
 
     model_config = ConfigDict(extra="ignore")
-
-    id: str | None = sparse()  # the sender's id for the event, so a re-send is stored once
-    session_id: str | None = sparse()
-    seq: int | None = sparse()  # gapless per session, from 1
 
 
 class MessageUpdate(HarnessEventBase):
