@@ -3,8 +3,8 @@
 The orchestrator and compaction emit these through `events::emit`; the events worker checks each one
 against the union, numbers it and stores it with `session_id` and a gapless `seq` (plus the sender's `id`,
 when it gave one, for idempotent re-sends); readers of `events::list` and of the stream triggers (the
-pattern engine backend; compaction, on `agent::turn_end`) decode the stored items back into the union. The published JSON Schema is
-schemas/harness-events.json (`python -m teamster.schemas` regenerates it).
+pattern engine backend; compaction, on `agent::turn_end`) decode the stored items back into the union.
+The published JSON Schema is schemas/harness-events.json (`python -m teamster.schemas` regenerates it).
 
 A field declared `sparse()` is left out of the wire form when it is None, as the events have always
 been written: `turn_end` without `model_limit` when no model is known, `turn_state_changed` without
