@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
@@ -14,7 +13,8 @@ from aiohttp import WSMsgType, web
 
 from teamster.engine.registry import Executor, Invocation
 from teamster.protocol import InvocationResult, InvokeFunction, Message, ProtocolError, encode
-from teamster.protocol import errors as codes
+from teamster.protocol.clock import now_ms
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.frames import LARGE_FRAME, TEXT, FrameWriter
 from teamster.protocol.transport import LocalPeer
 
@@ -34,7 +34,7 @@ class Connection(ABC):
         self.name = f"worker-{self.worker_id[:8]}"
         self.info: dict[str, Any] = {}
         self.ip_address = ip_address
-        self.connected_at_ms = int(time.time() * 1000)
+        self.connected_at_ms = now_ms()
         self.closing = False
         # Registrations held until the namespace is known (§1.3); None once it is.
         self.held: list[Message] | None = []
@@ -63,7 +63,7 @@ class Connection(ABC):
         try:
             self.post(reply)
         except ProtocolError as exc:
-            reply.result, reply.error = None, {"code": codes.SERIALIZATION_ERROR, "message": str(exc)}
+            reply.result, reply.error = None, {"code": ErrorCode.SERIALIZATION_ERROR, "message": str(exc)}
             self.post(reply)
 
     @abstractmethod

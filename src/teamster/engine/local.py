@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from teamster.engine.channels import Channel
 from teamster.engine.connection import InprocConnection
-from teamster.protocol import InvocationError, InvokeFunction, Message
+from teamster.protocol import InvokeFunction, Message
+from teamster.protocol.errors import ConnectionLost, ErrorCode
 from teamster.protocol.otlp import SpanRecord
-from teamster.protocol.transport import CONNECTION_LOST, LocalPeer, timed_out
+from teamster.protocol.transport import LocalPeer, timed_out
 
 if TYPE_CHECKING:
     from teamster.engine.engine import Engine
@@ -43,7 +44,7 @@ class LocalTransport:
     async def invoke(self, msg: InvokeFunction, timeout: float | None) -> Any:
         """A direct await; bounded only when the caller gave a timeout (nothing on the way can drop it)."""
         if self.conn is None:
-            raise InvocationError(CONNECTION_LOST, "worker is not attached", function_id=msg.function_id)
+            raise ConnectionLost(ErrorCode.CONNECTION_LOST, "worker is not attached", function_id=msg.function_id)
         if timeout is None:
             return await self.engine.router.invoke(self.conn, msg)
         try:

@@ -14,13 +14,11 @@ Money stays a float, rounded to 1e-9 USD after every addition or subtraction, so
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -33,14 +31,15 @@ from pydantic import (
 )
 
 from teamster.protocol.access import mark
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.handles import handles
 from teamster.sdk import InvocationError, Void, Worker
+from teamster.sdk.keyed_lock import KeyedLock
 
 log = logging.getLogger("teamster.harness.budget")
 
 WORKER_NAME = "llm-budget"
 SCOPE = "budgets"
-BUDGET_NOT_FOUND = "BUDGET_NOT_FOUND"
 MONEY_DIGITS = 9  # USD is rounded to 1e-9 after every addition
 FORECAST_MIN_ELAPSED_MS = 3_600_000  # a forecast extrapolates from at least one hour of elapsed period
 DAY_MS = 86_400_000
@@ -432,20 +431,14 @@ class BudgetStore:
     def __init__(self, worker: Worker, clock: Callable[[], float]) -> None:
         self.worker = worker
         self.clock = clock
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks = KeyedLock()
 
     def now(self) -> int:
         return int(self.clock() * 1000)
 
-    @asynccontextmanager
-    async def locked(self, budget_id: str) -> AsyncIterator[None]:
-        """Serialize every change to one budget. A lock lives as long as someone holds or awaits it."""
-        lock = self._locks.get(budget_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[budget_id] = lock
-        async with lock:
-            yield
+    def locked(self, budget_id: str) -> AbstractAsyncContextManager[None]:
+        """Serialize every change to one budget."""
+        return self._locks.hold(budget_id)
 
     async def change(
         self, budget_id: str, function_id: str, apply: Callable[[Budget, int], Awaitable[T]]
@@ -466,7 +459,7 @@ class BudgetStore:
     async def load(self, budget_id: str, function_id: str) -> Budget:
         value = await self.worker.trigger("state::get", {"scope": SCOPE, "key": budget_key(budget_id)})
         if value is None:
-            raise InvocationError(BUDGET_NOT_FOUND, f"budget {budget_id} not found", function_id=function_id)
+            raise InvocationError(ErrorCode.BUDGET_NOT_FOUND, f"budget {budget_id} not found", function_id=function_id)
         return Budget.model_validate(value)
 
     async def save(self, budget: Budget) -> None:
@@ -575,7 +568,7 @@ class Budgets:
             try:
                 await self.store.load(req.budget_id, req.function_id)
             except InvocationError as exc:
-                if exc.code == BUDGET_NOT_FOUND:
+                if exc.code == ErrorCode.BUDGET_NOT_FOUND:
                     return DeleteReply(deleted=False)
                 raise
             for entry in await self.store.logs(req.budget_id):

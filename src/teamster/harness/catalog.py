@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from teamster.harness.contracts import Model
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.handles import handles
 from teamster.sdk import Worker
 
 SHIPPED = Path(__file__).with_name("catalog.yaml")
-INVALID_CAPABILITY = "INVALID_CAPABILITY"
 CAPABILITIES = {
     "thinking": "supports_thinking",
     "thinking:low": "supports_thinking",
@@ -80,7 +80,9 @@ def flag(capability: str) -> str:
     try:
         return CAPABILITIES[capability]
     except KeyError:
-        raise InvocationError(INVALID_CAPABILITY, f"unknown capability {capability!r}, {CAPABILITY_HELP}") from None
+        raise InvocationError(
+            ErrorCode.INVALID_CAPABILITY, f"unknown capability {capability!r}, {CAPABILITY_HELP}"
+        ) from None
 
 
 class Catalog:

@@ -13,7 +13,6 @@ lost, this worker died) sends it again safely. Every `turn_end` is also written 
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from typing import Any
 
@@ -24,6 +23,7 @@ from teamster.harness.harness_events import HARNESS_EVENTS, HarnessEvent, TurnEn
 from teamster.harness.owned import OwnedCache
 from teamster.protocol.handles import handles
 from teamster.sdk import Worker
+from teamster.sdk.keyed_lock import KeyedLock
 
 STREAM = "agent::events"
 REMEMBERED_IDS = 1024  # a sender re-sends only its latest unconfirmed events; far fewer than this
@@ -93,18 +93,17 @@ class Sequences:
     def __init__(self, worker: Worker) -> None:
         self._worker = worker
         self._logs: OwnedCache[Log] = OwnedCache(worker)
-        self._reading: dict[str, asyncio.Lock] = {}
+        self._reading = KeyedLock()
 
     async def admit(self, session_id: str, batch: list[dict[str, Any]]) -> tuple[list[tuple[int, int]], int]:
         """Number the batch's new events, in order (nothing awaits between the check and the count); the last number."""
         log = self._logs.get(session_id)
         if log is None:
-            async with self._reading.setdefault(session_id, asyncio.Lock()):
+            async with self._reading.hold(session_id):
                 log = self._logs.get(session_id)
                 if log is None:
                     log = await self._stored(session_id)
                     self._logs.put(session_id, log)
-            self._reading.pop(session_id, None)
         return log.admit(batch), log.last
 
     async def _stored(self, session_id: str) -> Log:

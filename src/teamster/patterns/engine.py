@@ -49,8 +49,10 @@ from teamster.patterns.agents import (
     ToolUse,
 )
 from teamster.patterns.events import ApprovalRequest
-from teamster.patterns.functions import INPUT_NOT_FOUND, INPUTS, InputClose, InputRecord, close_input, now_ms
+from teamster.patterns.functions import INPUTS, InputClose, InputRecord, close_input
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
 EVENTS = "agent::events"
@@ -191,7 +193,7 @@ class EngineAgents:
         try:
             await self.worker.trigger("patterns::input::resolve", {"request_id": request_id, "answer": answer})
         except InvocationError as exc:
-            if exc.code == INPUT_NOT_FOUND:
+            if exc.code == ErrorCode.INPUT_NOT_FOUND:
                 raise InputNotFound(exc.message) from None
             raise InputClosed(exc.message) from None
 
@@ -210,7 +212,7 @@ class EngineAgents:
             await self.worker.trigger("approval::set_mode", {"session_id": session_id, "mode": mode})
         except InvocationError as exc:
             # With no approval worker (the thin profile) nothing is gated: "full" holds already.
-            if exc.code != "function_not_found" or mode != "full":
+            if exc.code != ErrorCode.FUNCTION_NOT_FOUND or mode != "full":
                 raise AgentError(f"{agent}: approval mode {mode!r} needs the approval worker: {exc.message}") from exc
 
     async def _start(self, call: AgentCall, session_id: str) -> None:

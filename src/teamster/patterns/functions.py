@@ -12,7 +12,6 @@ racing the timeout, can never both count.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any, Literal
 
@@ -20,14 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from teamster.patterns.tools import ALL, Tool, ToolError, ToolPayload
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.handles import handles
 from teamster.sdk import Worker
+from teamster.sdk.state import update_state
 
 INPUTS = "pattern_inputs"  # state scope: one InputRecord per request id
-INVALID_ARGUMENTS = "invalid_arguments"
-INPUT_NOT_FOUND = "input_not_found"
-INPUT_ANSWERED = "input_already_answered"
-INPUT_CLOSED = "input_closed"
 
 
 class InputClose(BaseModel):
@@ -86,23 +84,12 @@ class Resolved(BaseModel):
     ok: bool = True
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 async def close_input(worker: Worker, request_id: str, close: InputClose) -> InputClose:
     """Close a stored request; returns the close that counts (ours, or an earlier one)."""
-    reply = await worker.trigger(
-        "state::update",
-        {
-            "scope": INPUTS,
-            "key": request_id,
-            "ops": [{"type": "append", "path": "closes", "value": close.model_dump(mode="json")}],
-        },
+    updated = await update_state(
+        worker, INPUTS, request_id, {"type": "append", "path": "closes", "value": close.model_dump(mode="json")}
     )
-    if reply.get("errors"):
-        raise InvocationError("STATE_UPDATE_ERROR", f"{INPUTS}/{request_id}: {reply['errors']}")
-    return InputClose.model_validate(reply["new_value"]["closes"][0])
+    return InputClose.model_validate(updated.new_value["closes"][0])
 
 
 class PatternFunctions:
@@ -128,15 +115,15 @@ class PatternFunctions:
     @handles("patterns::input::resolve", description="Answer a human-input request, once")
     async def resolve(self, req: Answer) -> Resolved:
         if await self.worker.trigger("state::get", {"scope": INPUTS, "key": req.request_id}) is None:
-            raise InvocationError(INPUT_NOT_FOUND, f"no input request {req.request_id}")
+            raise InvocationError(ErrorCode.INPUT_NOT_FOUND, f"no input request {req.request_id}")
         mine = InputClose(reason="answered", answer=req.answer)
         won = await close_input(self.worker, req.request_id, mine)
         if won.id == mine.id:
             return Resolved(request_id=req.request_id)
         if won.reason == "answered":
-            raise InvocationError(INPUT_ANSWERED, f"input request {req.request_id} was already answered")
+            raise InvocationError(ErrorCode.INPUT_ANSWERED, f"input request {req.request_id} was already answered")
         ended = "timed out" if won.reason == "timed_out" else "was closed: its run stopped waiting"
-        raise InvocationError(INPUT_CLOSED, f"input request {req.request_id} {ended}")
+        raise InvocationError(ErrorCode.INPUT_CLOSED, f"input request {req.request_id} {ended}")
 
 
 def create_worker() -> Worker:
@@ -155,7 +142,7 @@ def _serve(worker: Worker, tool: Tool[Any, Any]) -> None:
         try:
             return tool.execute(arguments)
         except ToolError as exc:
-            raise InvocationError(INVALID_ARGUMENTS, str(exc)) from None
+            raise InvocationError(ErrorCode.INPUT_INVALID_ARGUMENTS, str(exc)) from None
 
     # The SDK derives the request schema, and validation, from the first parameter's type.
     handle.__annotations__ = {"arguments": _unchecked(tool.args), "return": dict[str, Any]}

@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
-from teamster.protocol.errors import TIMEOUT, InvocationError
+from teamster.protocol.errors import ErrorCode, Timeout
 from teamster.protocol.messages import InvokeFunction, Message
 
 # One frame on a data channel (§4.9): (is_text, payload).
 ChannelFrame = tuple[bool, str | bytes]
-# The link to the engine went (or was never there) before the call's result came back.
-CONNECTION_LOST = "CONNECTION_LOST"
 
 
 class LocalPeer(Protocol):
@@ -36,6 +34,6 @@ class LocalPeer(Protocol):
         ...
 
 
-def timed_out(function_id: str, timeout: float) -> InvocationError:
+def timed_out(function_id: str, timeout: float) -> Timeout:
     """A call whose caller stopped waiting after `timeout` seconds."""
-    return InvocationError(TIMEOUT, f"{function_id} did not answer within {timeout:g} s", function_id=function_id)
+    return Timeout(ErrorCode.TIMEOUT, f"{function_id} did not answer within {timeout:g} s", function_id=function_id)

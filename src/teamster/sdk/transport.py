@@ -19,11 +19,11 @@ from teamster.protocol import (
     decode,
     encode,
 )
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ConnectionLost, ErrorCode
 from teamster.protocol.frames import BINARY, LARGE_FRAME, TEXT
 from teamster.protocol.ids import rng
 from teamster.protocol.otlp import OTLP_FRAME_PREFIX, SpanRecord, encode_otlp
-from teamster.protocol.transport import CONNECTION_LOST, LocalPeer, timed_out
+from teamster.protocol.transport import LocalPeer, timed_out
 from teamster.sdk.channels import LocalChannel
 from teamster.sdk.websocket import Address, HandshakeError, WebSocket, connect
 
@@ -152,7 +152,7 @@ class WsTransport:
         try:
             frame = encode(msg)
         except ProtocolError as exc:
-            raise InvocationError(codes.SERIALIZATION_ERROR, str(exc), function_id=msg.function_id) from None
+            raise InvocationError(ErrorCode.SERIALIZATION_ERROR, str(exc), function_id=msg.function_id) from None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         iid = msg.invocation_id
@@ -184,12 +184,12 @@ class WsTransport:
         await self._connected.wait()
         ws = self._ws
         if ws is None:
-            raise InvocationError(CONNECTION_LOST, "not connected to the engine", function_id=msg.function_id)
+            raise ConnectionLost(ErrorCode.CONNECTION_LOST, "not connected to the engine", function_id=msg.function_id)
         try:
             await ws.send(TEXT, frame)
         except ConnectionError:
-            raise InvocationError(
-                CONNECTION_LOST, "the engine connection is closing", function_id=msg.function_id
+            raise ConnectionLost(
+                ErrorCode.CONNECTION_LOST, "the engine connection is closing", function_id=msg.function_id
             ) from None
 
     async def export_spans(self, spans: list[SpanRecord]) -> bool:
@@ -249,7 +249,9 @@ class WsTransport:
             for iid, future in list(self._pending.items()):
                 if not future.done():
                     future.set_exception(
-                        InvocationError(CONNECTION_LOST, "the engine connection closed before the result arrived")
+                        ConnectionLost(
+                            ErrorCode.CONNECTION_LOST, "the engine connection closed before the result arrived"
+                        )
                     )
                 self._pending.pop(iid, None)
 

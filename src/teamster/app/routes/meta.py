@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from importlib import resources
 
 from teamster import __version__
@@ -13,6 +12,8 @@ from teamster.app.openapi import document
 from teamster.app.schemas import Health
 from teamster.patterns.request import PATTERN_NAMES
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import monotonic_ms
+from teamster.protocol.errors import ErrorCode
 
 STATIC = resources.files("teamster.app") / "static"
 TYPES = {
@@ -37,7 +38,7 @@ def routes(app: App, api: list[Route]) -> list[Route]:
             "traces": await _answers(app, "engine::traces::stats"),  # engine built-ins are not listed
             "sessions": "session-tree::list" in ids,
         }
-        uptime = int((time.monotonic() - app.started) * 1000)
+        uptime = monotonic_ms() - app.started
         return Health(version=__version__, uptime_ms=uptime, profile=app.profile, features=features)
 
     async def openapi(req: Request) -> dict[str, object]:
@@ -71,7 +72,7 @@ def _file(name: str) -> Reply:
     suffix = name[name.rfind(".") :] if "." in name else ""
     found = STATIC / name
     if "/" in name or name.startswith(".") or suffix not in TYPES or not found.is_file():
-        raise ApiError.not_found("not_found", f"no file {name}")
+        raise ApiError.not_found(ErrorCode.FILE_NOT_FOUND, f"no file {name}")
     return Reply(
         found.read_text(encoding="utf-8"), headers={"content-type": TYPES[suffix], "cache-control": "no-cache"}
     )

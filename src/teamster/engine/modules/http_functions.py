@@ -42,7 +42,7 @@ from teamster.engine.builtin import Module
 from teamster.engine.registry import Executor, Invocation
 from teamster.engine.roles import Role
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.validation import first_error
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("teamster.engine")
 
-HTTP_FAILED = "http_invocation_failed"
 # Set by the request itself, or naming the engine's own connection: never taken from a registration.
 _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "content-type"})
 
@@ -192,19 +191,23 @@ class HttpFunctions(Module):
                 status = response.status
         except TimeoutError:
             raise InvocationError(
-                codes.TIMEOUT, f"{target.url} did not answer within {timeout_ms} ms", function_id=inv.function_id
+                ErrorCode.TIMEOUT, f"{target.url} did not answer within {timeout_ms} ms", function_id=inv.function_id
             ) from None
         except aiohttp.ClientError as exc:
-            raise InvocationError(HTTP_FAILED, f"{target.url}: {exc}", function_id=inv.function_id) from None
+            raise InvocationError(
+                ErrorCode.HTTP_INVOCATION_FAILED, f"{target.url}: {exc}", function_id=inv.function_id
+            ) from None
         if len(raw) > self.config.max_response_bytes:
             raise InvocationError(
-                HTTP_FAILED,
+                ErrorCode.HTTP_INVOCATION_FAILED,
                 f"{target.url} answered more than max_response_bytes ({self.config.max_response_bytes})",
                 function_id=inv.function_id,
             )
         if not 200 <= status < 300:
             text = raw[:512].decode(errors="replace")
-            raise InvocationError(HTTP_FAILED, f"{target.url} answered {status}: {text}", function_id=inv.function_id)
+            raise InvocationError(
+                ErrorCode.HTTP_INVOCATION_FAILED, f"{target.url} answered {status}: {text}", function_id=inv.function_id
+            )
         return _decoded(raw)
 
 
@@ -215,7 +218,9 @@ def _auth_headers(target: Target, body: bytes, function_id: str) -> dict[str, st
         return {}
     secret = os.environ.get(names[0])
     if not secret:
-        raise InvocationError(HTTP_FAILED, f"${names[0]} is not set in the engine", function_id=function_id)
+        raise InvocationError(
+            ErrorCode.HTTP_INVOCATION_FAILED, f"${names[0]} is not set in the engine", function_id=function_id
+        )
     match target.auth:
         case Bearer():
             return {"Authorization": f"Bearer {secret}"}
@@ -237,7 +242,7 @@ def _decoded(raw: bytes) -> Any:
 
 def _refusing(reason: str) -> Executor:
     async def refuse(inv: Invocation) -> Any:
-        raise InvocationError(codes.FUNCTION_NOT_INVOKABLE, reason, function_id=inv.function_id)
+        raise InvocationError(ErrorCode.FUNCTION_NOT_INVOKABLE, reason, function_id=inv.function_id)
 
     return refuse
 

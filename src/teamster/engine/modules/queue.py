@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Literal
@@ -33,7 +32,8 @@ from teamster.engine.builtin import BindingSet, Input, Module, parse
 from teamster.engine.registry import FunctionEntry, Invocation
 from teamster.engine.triggers import Binding
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
+from teamster.protocol.clock import now_ms
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.handles import handles
 from teamster.storage import QueueAdapter, QueueMessage
 
@@ -206,7 +206,7 @@ class QueueModule(Module):
         if message.queue.startswith(DURABLE_PREFIX):
             subscription = self._subscription(message.queue)
             if subscription is None:  # the subscriber's worker is away: keep the message for its return
-                raise InvocationError(codes.FUNCTION_NOT_FOUND, f"no durable subscriber feeds {message.queue}")
+                raise InvocationError(ErrorCode.FUNCTION_NOT_FOUND, f"no durable subscriber feeds {message.queue}")
             condition = subscription.condition_function_id or None
             if not await self.engine.condition_holds(condition, message.data, message.namespace):
                 return
@@ -221,7 +221,7 @@ class QueueModule(Module):
     def unowned(self, message: QueueMessage, exc: Exception) -> bool:
         """Whether a delivery failed only because nothing serves the message: the engine found no
         function (or no durable subscriber) for it. A worker's own `function_not_found` is a failure."""
-        if not isinstance(exc, InvocationError) or exc.code != codes.FUNCTION_NOT_FOUND:
+        if not isinstance(exc, InvocationError) or exc.code != ErrorCode.FUNCTION_NOT_FOUND:
             return False
         return self._missing(message)
 
@@ -250,7 +250,7 @@ class QueueModule(Module):
             value = data.get(field) if isinstance(data, dict) else None
             if value is None:
                 raise InvocationError(
-                    codes.ENQUEUE_ERROR,
+                    ErrorCode.ENQUEUE_ERROR,
                     f"queue {queue} is fifo: the message needs its group field {field!r}",
                     function_id=function_id,
                 )
@@ -389,7 +389,7 @@ class QueueModule(Module):
         due = [key for key, until in self._parked.items() if until <= now]
         for namespace, function_id in due:
             reason = (
-                f"{codes.FUNCTION_NOT_FOUND}: no worker registered {function_id} in namespace {namespace}"
+                f"{ErrorCode.FUNCTION_NOT_FOUND}: no worker registered {function_id} in namespace {namespace}"
                 " within wait_for_function_ms"
             )
             for queue in await self.queues.expire_parked(namespace, function_id, now, reason):
@@ -489,8 +489,3 @@ class _Consumer:
 def durable_queue(topic: str, function_id: str) -> str:
     """The internal queue that carries `topic`'s messages to one subscribed function."""
     return f"{DURABLE_PREFIX}{topic}::{function_id}"
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds: visibility times are stored, so they must survive a restart."""
-    return int(time.time() * 1000)

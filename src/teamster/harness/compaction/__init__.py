@@ -26,22 +26,14 @@ from teamster.harness.compaction.cut import cut_point
 from teamster.harness.compaction.settings import CompactionSettings
 from teamster.harness.compaction.summary import SUMMARY_SYSTEM
 from teamster.harness.compaction.worker import (
-    LEASE_LOST,
     LEASE_SCOPE,
-    MODEL_UNKNOWN,
-    SESSION_NOT_FOUND,
-    SUMMARY_FAILED,
     Compactor,
 )
 from teamster.harness.contracts import TURN_END_STREAM
 from teamster.sdk import Worker
 
 __all__ = [
-    "LEASE_LOST",
     "LEASE_SCOPE",
-    "MODEL_UNKNOWN",
-    "SESSION_NOT_FOUND",
-    "SUMMARY_FAILED",
     "SUMMARY_SYSTEM",
     "CompactionSettings",
     "Compactor",

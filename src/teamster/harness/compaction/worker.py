@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
@@ -30,15 +29,13 @@ from teamster.harness.contracts import (
 from teamster.harness.harness_events import CompactionDone, TurnEnd, encode
 from teamster.harness.lease import Lease
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.handles import handles
 from teamster.sdk import Worker
 
 LEASE_SCOPE = "compaction_lease"
 
-SESSION_NOT_FOUND = "session_not_found"
-MODEL_UNKNOWN = "model_unknown"
-SUMMARY_FAILED = "summary_failed"
-LEASE_LOST = "lease_lost"
 
 Mode = Literal["sync", "async"]
 
@@ -76,7 +73,9 @@ class Compactor:
         """Compact a session now, waiting up to wait_ms for a compaction already running."""
         started = now_ms()
         if not await self.view(req.session_id):
-            raise InvocationError(SESSION_NOT_FOUND, f"session {req.session_id} has no messages (unknown session?)")
+            raise InvocationError(
+                ErrorCode.SESSION_NOT_FOUND, f"session {req.session_id} has no messages (unknown session?)"
+            )
         model = await self.model(req.session_id, req.model)
         wait_s = self.settings.busy_wait_s if req.wait_ms is None else req.wait_ms / 1000
         return await self.run(req.session_id, model, "sync", since=started, wait_s=wait_s, tail=req.tail_tokens)
@@ -90,7 +89,7 @@ class Compactor:
         try:
             model = await self.model(session_id, None)
         except InvocationError as exc:
-            if exc.code == MODEL_UNKNOWN:
+            if exc.code == ErrorCode.MODEL_UNKNOWN:
                 return CompactReply(status="skipped")  # no window to measure against
             raise
         usage = message.usage
@@ -109,14 +108,15 @@ class Compactor:
             stored = await self.worker.trigger("run::model", {"session_id": session_id})
         except InvocationError as exc:
             problem = f"the model of session {session_id} is unknown: {exc.message}"
-            raise InvocationError(MODEL_UNKNOWN, problem) from exc
+            raise InvocationError(ErrorCode.MODEL_UNKNOWN, problem) from exc
         if stored is None:
-            raise InvocationError(MODEL_UNKNOWN, f"session {session_id} has no run request: pass `model`")
+            raise InvocationError(ErrorCode.MODEL_UNKNOWN, f"session {session_id} has no run request: pass `model`")
         run = RunModel.model_validate(stored)
         found = await self.worker.trigger("models::get", {"provider": run.provider, "model_id": run.model})
         if found is None:
             raise InvocationError(
-                MODEL_UNKNOWN, f"the catalog has no model {run.model} of provider {run.provider}: pass `model`"
+                ErrorCode.MODEL_UNKNOWN,
+                f"the catalog has no model {run.model} of provider {run.provider}: pass `model`",
             )
         return Model.model_validate(found)
 
@@ -156,7 +156,9 @@ class Compactor:
             return CompactReply(status="overflow" if before >= window else "empty", tokens_before=before)
         summary = await self._summarise(model, messages[:cut])
         if not await lease.held():
-            raise InvocationError(LEASE_LOST, f"the compaction lease of {session_id} expired before the summary")
+            raise InvocationError(
+                ErrorCode.LEASE_LOST, f"the compaction lease of {session_id} expired before the summary"
+            )
         tail_start_id = rows[cut].entry_id
         written = await self.worker.trigger(
             "session-tree::compact",
@@ -200,14 +202,12 @@ class Compactor:
                 failure = f"the channel failed: {outcome.broken}"
             else:
                 failure = outcome.failure or "the provider's channel closed without a final message"
-            raise InvocationError(SUMMARY_FAILED, f"provider {model.provider}: {failure}")
+            raise InvocationError(ErrorCode.SUMMARY_FAILED, f"provider {model.provider}: {failure}")
         if final.stop_reason in ("error", "aborted"):
-            raise InvocationError(SUMMARY_FAILED, f"provider {model.provider}: {final.error_message or 'failed'}")
+            raise InvocationError(
+                ErrorCode.SUMMARY_FAILED, f"provider {model.provider}: {final.error_message or 'failed'}"
+            )
         text = "".join(block.text for block in final.content if isinstance(block, TextBlock)).strip()
         if not text:
-            raise InvocationError(SUMMARY_FAILED, f"provider {model.provider} returned no summary text")
+            raise InvocationError(ErrorCode.SUMMARY_FAILED, f"provider {model.provider} returned no summary text")
         return text
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -18,13 +18,12 @@ from teamster.harness.contracts import (
 )
 from teamster.harness.orchestrator.prompt import AGENT_TRIGGER
 from teamster.harness.orchestrator.record import Call, PreparedCall
-from teamster.harness.orchestrator.runtime import Runtime, now_ms
+from teamster.harness.orchestrator.runtime import Runtime
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
+from teamster.protocol.errors import ErrorCode
 
 log = logging.getLogger("teamster.harness")
-
-# Our own link to the engine broke: whether the call ran is unknown, so it is no result to record.
-LINK_LOST = "CONNECTION_LOST"
 
 
 def plan(message: AssistantMessage, native: list[str], meta: bool = True) -> list[PreparedCall]:
@@ -60,12 +59,16 @@ async def execute(rt: Runtime, call: Call) -> FunctionResultMessage:
     try:
         value = await rt.call(call.function_id, call.arguments)
     except InvocationError as exc:
-        if exc.code == LINK_LOST:
+        if exc.code == ErrorCode.CONNECTION_LOST:
             raise
         details: dict[str, Any]
-        if exc.code == "function_not_found":
-            details = {"error": "function_not_found", "function": call.function_id, "hint": _hint(call.function_id)}
-        elif exc.code == "TIMEOUT":
+        if exc.code == ErrorCode.FUNCTION_NOT_FOUND:
+            details = {
+                "error": ErrorCode.FUNCTION_NOT_FOUND,
+                "function": call.function_id,
+                "hint": _hint(call.function_id),
+            }
+        elif exc.code == ErrorCode.TIMEOUT:
             details = {"error": "timeout", "function": call.function_id}
         else:
             details = {"error": "handler_error", "code": exc.code, "message": exc.message}

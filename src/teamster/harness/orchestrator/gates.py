@@ -22,8 +22,8 @@ from teamster.harness.orchestrator.calls import result_of
 from teamster.harness.orchestrator.record import Call
 from teamster.harness.orchestrator.runtime import Runtime
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
 from teamster.protocol.access import access_of
+from teamster.protocol.errors import ErrorCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +104,9 @@ async def _access(rt: Runtime, function_id: str) -> str | None:
     try:
         info = await rt.call("engine::functions::info", {"function_id": function_id})
     except InvocationError as exc:
-        if exc.code == codes.FORBIDDEN:
+        if exc.code == ErrorCode.FORBIDDEN:
             return "hidden"
-        if exc.code == codes.FUNCTION_NOT_FOUND:
+        if exc.code == ErrorCode.FUNCTION_NOT_FOUND:
             return None
         raise
     return access_of(FunctionDescription.model_validate(info).metadata)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from typing import Any
 
@@ -14,16 +13,13 @@ from teamster.harness.orchestrator.record import PARKED, TERMINAL, RunSpec, Turn
 from teamster.harness.orchestrator.settings import TurnSettings
 from teamster.harness.owned import OwnedCache
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
 from teamster.sdk import Enqueue, Worker
 
 log = logging.getLogger("teamster.harness")
 
 RECORDS = "turn_state"
 REQUESTS = "run_request"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def stage(rec: TurnRecord, event: HarnessEvent) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,15 +36,24 @@ from teamster.harness.orchestrator import calls, gates, prompt, spending
 from teamster.harness.orchestrator.exclusive import LEASES, acquire_or_defer
 from teamster.harness.orchestrator.gates import Clearance
 from teamster.harness.orchestrator.record import ExecutedCall, PreparedCall, TurnRecord, Work
-from teamster.harness.orchestrator.runtime import Runtime, now_ms, own_message, stage
+from teamster.harness.orchestrator.runtime import Runtime, own_message, stage
 from teamster.harness.orchestrator.streaming import stream_turn
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import monotonic_ms, now_ms
+from teamster.protocol.errors import ErrorCode
 
 log = logging.getLogger("teamster.harness")
 
 # Errors worth a redelivery: the step is retried from its last checkpoint.
-EVENTS_UNSENT = "EVENTS_UNSENT"
-TRANSIENT = frozenset({"invocation_stopped", "CONNECTION_LOST", "TIMEOUT", "COMPACTION_BUSY", EVENTS_UNSENT})
+TRANSIENT = frozenset(
+    {
+        ErrorCode.INVOCATION_STOPPED,
+        ErrorCode.CONNECTION_LOST,
+        ErrorCode.TIMEOUT,
+        ErrorCode.COMPACTION_BUSY,
+        ErrorCode.EVENTS_UNSENT,
+    }
+)
 INBOXES = ("steering", "followup")
 
 
@@ -83,7 +91,7 @@ class Steps:
         rt = self.rt
         rec = await rt.load(session_id)
         if rec is None:
-            raise InvocationError("TURN_NOT_FOUND", f"no turn for session {session_id}")
+            raise InvocationError(ErrorCode.TURN_NOT_FOUND, f"no turn for session {session_id}")
         await rt.publish(rec)  # what an earlier step stored but could not send goes first
         _all_sent(rec)
         if rec.state != state:
@@ -139,7 +147,7 @@ class Steps:
             payload = {"session_id": sid, "model": model.model_dump(mode="json")}
             reply = CompactReply.model_validate(await rt.call("context-compaction::compact_now", payload))
             if reply.status == "busy":
-                raise InvocationError("COMPACTION_BUSY", "a compaction of this session is running")
+                raise InvocationError(ErrorCode.COMPACTION_BUSY, "a compaction of this session is running")
             if reply.status == "overflow":
                 raise RuntimeError("the context does not fit the model even after compaction")
             messages = await rt.messages(sid)
@@ -292,9 +300,9 @@ class Steps:
         work = rec.work = rec.work or Work()
         work.started.append(prepared.call.id)
         await self.rt.checkpoint(rec)
-        started = time.monotonic()
+        started = monotonic_ms()
         result = await calls.execute(self.rt, prepared.call)
-        await self._executed(rec, prepared, result, int((time.monotonic() - started) * 1000))
+        await self._executed(rec, prepared, result, monotonic_ms() - started)
 
     async def _executed(
         self, rec: TurnRecord, prepared: PreparedCall, result: FunctionResultMessage, duration_ms: int
@@ -363,4 +371,4 @@ class Steps:
 def _all_sent(rec: TurnRecord) -> None:
     """Events stored but not sent: the queue delivers this step again, and the step sends them first."""
     if rec.unsent:
-        raise InvocationError(EVENTS_UNSENT, f"events of {rec.session_id} could not be sent")
+        raise InvocationError(ErrorCode.EVENTS_UNSENT, f"events of {rec.session_id} could not be sent")

@@ -10,8 +10,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from teamster.harness.contracts import AgentMessage, DecisionMade, RunModel, Shape
 from teamster.harness.harness_events import MessageComplete, TurnView
 from teamster.harness.orchestrator.record import TERMINAL, RunSpec, TurnRecord
-from teamster.harness.orchestrator.runtime import Runtime, now_ms, own_message, stage
+from teamster.harness.orchestrator.runtime import Runtime, own_message, stage
 from teamster.harness.orchestrator.steps import Steps
+from teamster.protocol.clock import now_ms
 from teamster.protocol.handles import handles
 from teamster.sdk import Enqueue
 

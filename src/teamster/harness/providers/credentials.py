@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from teamster.harness.contracts import Credential
 from teamster.harness.providers.errors import ProviderError
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
 Credentials = Callable[[str], Awaitable[Any]]  # provider name -> Credential, or None when there is none
@@ -24,7 +24,7 @@ async def get_credential(worker: Worker, provider: str, timeout: float = 5.0) ->
     try:
         reply = await worker.trigger("auth::get_token", {"provider": provider}, timeout=timeout)
     except InvocationError as exc:
-        if exc.code == codes.FUNCTION_NOT_FOUND:
+        if exc.code == ErrorCode.FUNCTION_NOT_FOUND:
             return None
         raise ProviderError(f"could not get a credential for {provider}: {exc.message}", "transient") from exc
     if reply is None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from teamster.harness.contracts import ErrorKind
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 
 
 class ProviderError(Exception):
@@ -64,7 +64,7 @@ def classify_error(exc: BaseException) -> tuple[ErrorKind, str]:
     elif isinstance(exc, ConnectionError) or _named(exc, "ConnectionError", "ConnectError"):
         kind, message = "transient", f"connection failed: {message}"
     elif isinstance(exc, InvocationError):
-        kind = "transient" if exc.code == codes.TIMEOUT else "permanent"
+        kind = "transient" if exc.code == ErrorCode.TIMEOUT else "permanent"
     else:
         kind = "permanent"
     if kind == "permanent" and _OVERFLOW.search(message):

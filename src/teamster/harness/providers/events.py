@@ -8,7 +8,6 @@ terminal `done` or `error`. A provider only feeds it deltas.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -29,13 +28,10 @@ from teamster.harness.contracts import (
     UsageEvent,
 )
 from teamster.harness.providers.errors import ProviderError
+from teamster.protocol.clock import now_ms
 
 Sink = Callable[[str], Awaitable[None]]
 Status = Literal["done", "error", "aborted"]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class EventWriter:

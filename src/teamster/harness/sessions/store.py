@@ -9,28 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from teamster.harness.owned import OwnedCache
 from teamster.harness.sessions.entries import ENTRIES, ENTRY, MessageEntry, SessionEntry, SessionMeta
 from teamster.harness.sessions.tree import (
-    ENTRY_NOT_FOUND,
     active_leaf,
     entry_order,
     leaf_count,
     message_summary,
     new_entry_id,
-    now_ms,
 )
-from teamster.protocol.errors import InvocationError
+from teamster.protocol.clock import now_ms
+from teamster.protocol.errors import ErrorCode, InvocationError
 from teamster.sdk import Worker
+from teamster.sdk.keyed_lock import KeyedLock
+from teamster.sdk.state import update_state
 
 META_SCOPE = "session_tree_meta"
 ENTRIES_REMEMBERED = 256  # sessions whose entries the worker keeps in memory (it is their only writer)
-
-SESSION_NOT_FOUND = "session_not_found"
 
 
 def entries_scope(session_id: str) -> str:
@@ -44,7 +42,7 @@ class SessionStore:
         self.worker = worker
         # Appends to one session run one at a time: two writers (a turn and a compaction) picking the
         # same leaf as parent would fork the session, hiding one of the two entries from the active path.
-        self._appending: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._appending = KeyedLock()
         # This worker is the only writer of entries: recent sessions are read back from memory.
         self._entries: OwnedCache[list[SessionEntry]] = OwnedCache(worker, size=ENTRIES_REMEMBERED)
 
@@ -70,20 +68,17 @@ class SessionStore:
         """A session to copy from: its meta and entries; session_not_found when it does not exist."""
         meta = await self.meta(session_id)
         if meta is None:
-            raise InvocationError(SESSION_NOT_FOUND, f"no session {session_id}")
+            raise InvocationError(ErrorCode.SESSION_NOT_FOUND, f"no session {session_id}")
         return meta, await self.entries(session_id)
 
     async def update(self, scope: str, key: str, *ops: dict[str, Any]) -> Any:
         """Apply `ops` atomically; returns the old value."""
-        reply = await self.worker.trigger("state::update", {"scope": scope, "key": key, "ops": list(ops)})
-        if reply.get("errors"):
-            raise InvocationError("STATE_UPDATE_ERROR", f"{scope}/{key}: {reply['errors']}")
-        return reply.get("old_value")
+        return (await update_state(self.worker, scope, key, *ops)).old_value
 
     async def parent(self, session_id: str | None) -> str | None:
         """`session_id` when it names an existing session (or is None); session_not_found otherwise."""
         if session_id is not None and await self.meta(session_id) is None:
-            raise InvocationError(SESSION_NOT_FOUND, f"no parent session {session_id}")
+            raise InvocationError(ErrorCode.SESSION_NOT_FOUND, f"no parent session {session_id}")
         return session_id
 
     async def ensure(
@@ -113,8 +108,7 @@ class SessionStore:
         self, session_id: str, parent_id: str | None, bodies: list[dict[str, Any]], entry_ids: Sequence[str | None]
     ) -> list[str]:
         """Chain `bodies` under `parent_id` (default: the active leaf); ids that already exist are not rewritten."""
-        lock = self._appending.setdefault(session_id, asyncio.Lock())
-        async with lock:
+        async with self._appending.hold(session_id):
             return await self._append(session_id, parent_id, bodies, entry_ids)
 
     async def _append(
@@ -126,7 +120,7 @@ class SessionStore:
         by_id = {e.id for e in known}
         parent = parent_id if parent_id is not None else active_leaf(known)
         if parent is not None and parent not in by_id:
-            raise InvocationError(ENTRY_NOT_FOUND, f"no entry {parent} in {session_id}")
+            raise InvocationError(ErrorCode.ENTRY_NOT_FOUND, f"no entry {parent} in {session_id}")
         timestamp = now_ms()
         ids: list[str] = []
         new: list[SessionEntry] = []

@@ -13,12 +13,10 @@ from typing import Any
 from teamster.harness.contracts import AgentMessage, AssistantMessage, TextBlock, UserMessage
 from teamster.harness.sessions.entries import CompactionEntry, MessageEntry, SessionEntry
 from teamster.harness.sessions.requests import PathMessage
-from teamster.protocol.errors import InvocationError
+from teamster.protocol.errors import ErrorCode, InvocationError
 
 SUMMARY_CHARS = 80
 COMPACTED_PREFIX = "The conversation before this point was compacted into this summary:"
-
-ENTRY_NOT_FOUND = "entry_not_found"
 
 
 def entry_order(entry: SessionEntry) -> tuple[int, str]:
@@ -40,10 +38,6 @@ class _EntryIds:
 new_entry_id = _EntryIds()
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def active_leaf(entries: list[SessionEntry]) -> str | None:
     """The newest entry that is nobody's parent (entries sorted oldest first)."""
     parents = {e.parent_id for e in entries}
@@ -60,7 +54,7 @@ def active_path(entries: list[SessionEntry], leaf: str | None) -> list[SessionEn
     by_id = {e.id: e for e in entries}
     cursor = leaf if leaf is not None else active_leaf(entries)
     if cursor is not None and cursor not in by_id:
-        raise InvocationError(ENTRY_NOT_FOUND, f"no entry {cursor}")
+        raise InvocationError(ErrorCode.ENTRY_NOT_FOUND, f"no entry {cursor}")
     path: list[SessionEntry] = []
     while cursor is not None and cursor in by_id and len(path) <= len(by_id):  # the bound stops a corrupt cycle
         entry = by_id[cursor]

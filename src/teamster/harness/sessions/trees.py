@@ -29,15 +29,14 @@ from teamster.harness.sessions.requests import (
 )
 from teamster.harness.sessions.store import SessionStore
 from teamster.harness.sessions.tree import (
-    ENTRY_NOT_FOUND,
     active_path,
     build_tree,
     new_entry_id,
-    now_ms,
     remap,
     visible,
 )
-from teamster.protocol.errors import InvocationError
+from teamster.protocol.clock import now_ms
+from teamster.protocol.errors import ErrorCode, InvocationError
 from teamster.protocol.handles import handles
 
 FORK_SUMMARY_THRESHOLD = 50  # a fork of a longer path starts from one branch_summary entry
@@ -112,7 +111,7 @@ class SessionTrees:
         """A new session holding the path up to from_entry_id (or one branch_summary when it is long)."""
         meta, entries = await self.store.source(req.source_session_id)
         if req.from_entry_id not in {e.id for e in entries}:
-            raise InvocationError(ENTRY_NOT_FOUND, f"no entry {req.from_entry_id} in {req.source_session_id}")
+            raise InvocationError(ErrorCode.ENTRY_NOT_FOUND, f"no entry {req.from_entry_id} in {req.source_session_id}")
         path = active_path(entries, req.from_entry_id)
         copies: list[SessionEntry]
         if len(path) > FORK_SUMMARY_THRESHOLD:
