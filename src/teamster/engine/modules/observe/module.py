@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from jsonschema import SchemaError, validate  # type: ignore[import-untyped]
 from jsonschema import ValidationError as SchemaViolation
@@ -51,6 +52,9 @@ from teamster.protocol.messages import (
     ObserverStateChanged,
     Unobserve,
 )
+
+if TYPE_CHECKING:
+    from teamster.engine.engine import Engine
 
 log = logging.getLogger("teamster.engine")
 
@@ -102,17 +106,17 @@ class ObserverId(Input):
 class Observers(Module):
     name = "iii-observe"
     Config = ObserveConfig
-    features: ClassVar[tuple[str, ...]] = ("observe.v1", "local-dispatch.v1")
+    config: ObserveConfig
+    features: ClassVar[tuple[str, ...]] = (OBSERVE_FEATURE, "local-dispatch.v1")
 
-    def __init__(self, engine: Any, config: BaseModel) -> None:
+    def __init__(self, engine: Engine, config: BaseModel) -> None:
         super().__init__(engine, config)
-        self.settings = ObserveConfig.model_validate(config.model_dump())
         self.observers: dict[str, Observer] = {}
         self.by_function: dict[Key, dict[str, Observer]] = {}
         self.owned: dict[Key, Owned] = {}
         self._wire: dict[tuple[Connection, str], Key] = {}  # (owner, id it registered) -> engine-side key
         self._revision = 0
-        self._unwatch: Any = None
+        self._unwatch: Callable[[], None] | None = None
 
     async def start(self) -> None:
         self.engine.observation = self
@@ -245,9 +249,9 @@ class Observers(Module):
                 raise ObserveRefusal("OBSERVER_EXISTS", f"observer {msg.id} belongs to another worker")
             self._end(existing, "disposed", None)
         held = sum(1 for obs in self.observers.values() if obs.watcher is conn)
-        if held >= self.settings.max_observers_per_connection:
+        if held >= self.config.max_observers_per_connection:
             raise ObserveRefusal(
-                "TOO_MANY_OBSERVERS", f"a connection holds at most {self.settings.max_observers_per_connection}"
+                "TOO_MANY_OBSERVERS", f"a connection holds at most {self.config.max_observers_per_connection}"
             )
         obs = Observer(
             id=msg.id,
@@ -422,7 +426,13 @@ class Observers(Module):
     # ---- activations --------------------------------------------------------------------------
 
     def _invoked(
-        self, inv: Invocation, sent: Any, started_ms: float, duration_ms: float, result: Any, error: Any
+        self,
+        inv: Invocation,
+        sent: Any,
+        started_ms: float,
+        duration_ms: float,
+        result: Any,
+        error: InvocationError | None,
     ) -> None:
         """A routed call of a watched function ended: activate each active observer it matches."""
         key = (inv.namespace, inv.function_id)
@@ -431,7 +441,7 @@ class Observers(Module):
             return  # its owner decides what its observers see
         ok = error is None
         parts: dict[str, Any] = {"input": sent}
-        if ok:
+        if error is None:
             parts["output"] = result
         else:
             parts["error"] = error.to_wire()
