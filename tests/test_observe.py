@@ -15,10 +15,13 @@ from typing import Any
 
 import pytest
 from iii import InitOptions, ObserveRejection, register_worker
+from iii.filter import FilterError as SdkFilterError
+from iii.filter import compile_filter as sdk_filter
 from iii.iii import III
 from iii_helpers.observability.reconnection import ReconnectionConfig
 
 from teamster.engine.engine import Engine
+from teamster.engine.modules.observe.filters import Filter, FilterError
 from teamster.engine.modules.worker_manager import WorkerManager
 from teamster.protocol.access import mark
 from teamster.sdk import Worker
@@ -217,3 +220,57 @@ async def test_observers_die_with_their_connection(bus: Bus, connect: Callable[[
         await asyncio.sleep(0.02)
     # and the owner was told: its SDK no longer reports calls for it
     await asyncio.to_thread(wait_for, lambda: not owner._functions["shop::work"].observe.is_observed(), "removal")
+
+
+FILTERS: list[Any] = [
+    {},
+    {"input.amount": {"$gte": 500}},
+    {"input.amount": {"$gt": 1, "$lt": 10}},
+    {"input.sku": {"$prefix": "A-"}},
+    {"input.tags": {"$any": {"$eq": "red"}}},
+    {"input.items": {"$any": {"@.qty": {"$gte": 2}}}},
+    {"input.items.0.qty": {"$eq": 1}},
+    {"$or": [{"input.amount": {"$lt": 5}}, {"caller.function_id": {"$eq": "shop::checkout"}}]},
+    {"$not": {"output.ok": {"$exists": True}}},
+    {"$and": [{"input.amount": {"$ne": 3}}, {"metadata.channel": {"$in": ["web", "app"]}}]},
+    {"input.amount": {"$nin": [1, 2.0]}},
+    {"error.code": {"$eq": "invocation_failed"}},
+    {"input.a\\.b": {"$eq": 1}},
+    {"input.name": {"$gte": "m"}},
+    {"input.amount": {"$eq": None}},
+    # refused by both
+    {"input.op": "insert"},
+    {"input.amount": {}},
+    {"nowhere.x": {"$eq": 1}},
+    {"$or": []},
+    {"input.x": {"$regex": "a"}},
+    {"input.x": {"$gt": True}},
+    {"$eq": 1},
+    {"input..x": {"$eq": 1}},
+    {"input.x": {"$in": list(range(257))}},
+    {"input.x": {"$any": {"input.y": {"$eq": 1}}}},
+    {"$not": {"$not": {"$not": {"$not": {"$not": {"$not": {"$not": {"$not": {"input.x": {"$eq": 1}}}}}}}}}},
+]
+DOCUMENTS: list[dict[str, Any]] = [
+    {},
+    {"input": {"amount": 750, "sku": "A-1", "tags": ["red", "blue"], "items": [{"qty": 1}, {"qty": 3}]}},
+    {"input": {"amount": 3, "name": "zed", "a.b": 1}, "metadata": {"channel": "web"}},
+    {"input": {"amount": 2.0, "items": [{"qty": 1}]}, "output": {"ok": True}, "metadata": {"channel": "cli"}},
+    {"input": {"amount": None}, "error": {"code": "invocation_failed"}, "caller": {"function_id": "shop::checkout"}},
+    {"input": "not an object", "output": None},
+]
+
+
+@pytest.mark.parametrize("source", FILTERS)
+def test_the_filter_language_agrees_with_the_official_sdks_evaluator(source: Any) -> None:
+    try:
+        official = sdk_filter(source)
+    except SdkFilterError:
+        with pytest.raises(FilterError):
+            Filter(source)
+        return
+    ours = Filter(source)
+    assert [ours.matches(doc) for doc in DOCUMENTS] == [official.matches(doc) for doc in DOCUMENTS]
+    # the owner gets a normal form the SDK accepts, and it means the same
+    normal = sdk_filter(ours.normal, trusted=True)
+    assert [normal.matches(doc) for doc in DOCUMENTS] == [official.matches(doc) for doc in DOCUMENTS]
