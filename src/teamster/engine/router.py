@@ -176,7 +176,7 @@ class Router:
         iid = self._claim(inv.invocation_id, future, conn)
         try:
             try:
-                lineage = inv.lineage if OBSERVE_FEATURE in conn.features else None
+                lineage = lineage_for(inv) if OBSERVE_FEATURE in conn.features else None
                 await conn.send(outgoing(inv, iid, as_id, inv.data, lineage))
             except ProtocolError as exc:
                 raise unsendable(exc, inv.function_id) from None
@@ -250,7 +250,8 @@ class Router:
             invocation_id=msg.invocation_id,
             traceparent=msg.traceparent,
             baggage=msg.baggage,
-            lineage=lineage_of(caller, msg),
+            # Built only when the call carries observe fields; otherwise `lineage_for` makes it on demand.
+            lineage=lineage_of(caller, msg) if msg.caller or msg.observe_depth or msg.activation else None,
         )
 
     async def _void(self, caller: Connection, msg: InvokeFunction, namespace: str) -> None:
@@ -289,6 +290,13 @@ def target_namespace(msg: InvokeFunction) -> str:
 def with_caller(data: Any, caller: Connection) -> Any:
     """The payload as the executor gets it: an object payload names the calling worker (§3.2)."""
     return {**data, "_caller_worker_id": caller.worker_id} if isinstance(data, dict) else data
+
+
+def lineage_for(inv: Invocation) -> Lineage | None:
+    """`inv`'s lineage; for a worker's call that carried no observe fields, just the calling worker."""
+    if inv.lineage is not None or inv.caller is None:
+        return inv.lineage
+    return Lineage({"worker_id": inv.caller.worker_id, "worker_name": inv.caller.name})
 
 
 def lineage_of(caller: Connection, msg: InvokeFunction) -> Lineage:

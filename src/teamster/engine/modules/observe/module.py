@@ -36,7 +36,7 @@ from teamster.engine.modules.observe.observer import (
     compile_filter,
 )
 from teamster.engine.registry import FunctionEntry, Invocation, Lineage
-from teamster.engine.router import OBSERVE_FEATURE, lineage_of
+from teamster.engine.router import OBSERVE_FEATURE, lineage_for, lineage_of
 from teamster.protocol import InvocationError, InvokeFunction, Message
 from teamster.protocol import errors as codes
 from teamster.protocol.handles import handles
@@ -445,7 +445,7 @@ class Observers(Module):
             parts["output"] = result
         else:
             parts["error"] = error.to_wire()
-        lineage = inv.lineage
+        lineage = lineage_for(inv)
         if lineage is not None and lineage.caller is not None:
             parts["caller"] = lineage.caller
         if inv.metadata is not None:
