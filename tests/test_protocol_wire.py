@@ -14,11 +14,12 @@ from tests.conftest import engine_config, eventually
 from tests.raw import RawPeer
 
 
-async def test_first_frame_is_workerregistered_without_features(ws_url: str) -> None:
+async def test_first_frame_is_workerregistered_with_the_engines_features(ws_url: str) -> None:
     async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
         frame = await ws.receive_json(timeout=5)
-    assert set(frame) == {"type", "worker_id", "reattach_token"}
+    assert set(frame) == {"type", "worker_id", "reattach_token", "features"}
     assert frame["type"] == "workerregistered"
+    assert frame["features"] == ["observe.v1", "local-dispatch.v1"]  # iii-observe runs by default
 
 
 async def test_bad_frames_get_no_reply_and_change_nothing(ws_url: str, engine: Engine) -> None:

@@ -34,16 +34,6 @@ os.environ["III_RBAC_WORKER_URL"] = f"ws://127.0.0.1:{PORTS['III_SUITE_RBAC_PORT
 os.environ["III_HTTP_URL"] = f"http://127.0.0.1:{PORTS['III_SUITE_HTTP_PORT']}"
 
 
-# They exercise the observe protocol (observe.v1), which the engine does not implement yet (docs/engine.md).
-NOT_YET = ("test_observe_e2e_local.py", "test_observe_e2e_routed.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.name in NOT_YET and item.path.parent == Path(__file__).with_name("tests"):
-            item.add_marker(pytest.mark.xfail(reason="observe.v1 is not implemented", strict=True))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def teamster_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
     env = {name: str(port) for name, port in PORTS.items()}

@@ -70,6 +70,7 @@ class Module:
 
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]] = Input
+    features: ClassVar[tuple[str, ...]] = ()  # protocol extensions the module gives the engine (`observe.v1`)
 
     def __init__(self, engine: Engine, config: BaseModel) -> None:
         self.engine = engine

@@ -21,6 +21,7 @@ DEFAULT_WORKERS = (
     "iii-worker-manager",
     *MANDATORY,
     "iii-traces",
+    "iii-observe",
     "iii-state",
     "iii-stream",
     "iii-pubsub",

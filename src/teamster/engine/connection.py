@@ -33,6 +33,7 @@ class Connection(ABC):
         self.namespace: str | None = None  # set by engine::workers::register or the grace period
         self.name = f"worker-{self.worker_id[:8]}"
         self.info: dict[str, Any] = {}
+        self.features: frozenset[str] = frozenset()  # protocol extensions the worker opted into (`observe.v1`)
         self.ip_address = ip_address
         self.connected_at_ms = now_ms()
         self.closing = False

@@ -16,6 +16,7 @@ from teamster.engine.channels import ChannelRegistry
 from teamster.engine.config import ConfigError, EngineConfig
 from teamster.engine.connection import Connection, InprocConnection
 from teamster.engine.local import LocalTransport
+from teamster.engine.observation import Observation
 from teamster.engine.rbac import Session
 from teamster.engine.registry import Conflict, FunctionEntry, FunctionRegistry, Invocation
 from teamster.engine.router import Remote, Router, target_namespace
@@ -50,6 +51,7 @@ from teamster.protocol.builtins import WORKERS_REGISTER
 from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
 from teamster.protocol.handles import declared
+from teamster.protocol.messages import InvocationsObserved, LocalInvocationStats, Observe, ObserverAck, Unobserve
 from teamster.protocol.transport import LocalPeer
 from teamster.protocol.validation import first_error
 from teamster.storage import Storage, open_storage
@@ -69,6 +71,7 @@ _NAMESPACED = (
     RegisterTriggerType,
     UnregisterTriggerType,
 )
+_OBSERVE_FRAMES = (Observe, Unobserve, ObserverAck, InvocationsObserved, LocalInvocationStats)
 _REATTACH_EVICT_TIMEOUT_S = 5.0
 _MAX_NAME = 280
 
@@ -98,6 +101,8 @@ class Engine:
         self.telemetry_frames: dict[str, int] = {}  # `OTLP`/`LOGS`/`MTRC` frames received, by kind
         self.traces: Traces | None = None  # the iii-traces module while it runs: where spans go
         self.http_functions: HttpFunctions | None = None  # iii-http-functions while it runs: runs HTTP targets
+        self.observation: Observation | None = None  # the observe module while it runs
+        self.features: list[str] = []  # protocol extensions advertised in `workerregistered` (the modules')
         self._grace: dict[str, asyncio.TimerHandle] = {}
 
     @property
@@ -121,6 +126,7 @@ class Engine:
             except ValidationError as exc:
                 raise ConfigError(f"worker {entry.name}: {first_error(exc)}") from None
             self.modules.append(cls(self, module_config))
+            self.features.extend(cls.features)
         if self._storage is None:
             self._storage = open_storage(self.config.storage, self.config.data_dir)
         self.started_at = time.time()
@@ -246,7 +252,11 @@ class Engine:
 
     async def connect(self, conn: Connection) -> None:
         self.connections[conn.worker_id] = conn
-        await conn.send(WorkerRegistered(worker_id=conn.worker_id, reattach_token=conn.reattach_token))
+        await conn.send(
+            WorkerRegistered(
+                worker_id=conn.worker_id, reattach_token=conn.reattach_token, features=self.features or None
+            )
+        )
         self._worker_event("worker_connected", conn.worker_id)
         grace = self.config.registration_namespace_grace_ms / 1000
         self._grace[conn.worker_id] = asyncio.get_running_loop().call_later(
@@ -266,6 +276,8 @@ class Engine:
         for namespace, function_id in conn.functions:
             self.functions.release(namespace, function_id, conn)
         self.router.stop_all(conn)
+        if self.observation is not None:
+            self.observation.connection_closed(conn)
         for binding_id in list(conn.triggers):
             await self.triggers.remove_binding(binding_id)
         for key in conn.trigger_types:
@@ -313,6 +325,8 @@ class Engine:
             await self._reattach(conn, msg)
         elif isinstance(msg, Ping):
             await conn.send(Pong())
+        elif isinstance(msg, _OBSERVE_FRAMES) and self.observation is not None:
+            await self.observation.frame(conn, msg)
         else:
             log.debug("ignoring %s from worker %s", msg.type, conn.worker_id)
 
@@ -348,6 +362,10 @@ class Engine:
         self.worker_names[(namespace, name)] = conn
         conn.name = name
         conn.info = {k: v for k, v in data.items() if not k.startswith("_")}
+        features = data.get("features")
+        conn.features = (
+            frozenset(f for f in features if isinstance(f, str)) if isinstance(features, list) else conn.features
+        )
         await self._pin_namespace(conn, namespace)
         self._worker_event("worker_metadata_updated", conn.worker_id)
         return {"success": True}
@@ -370,7 +388,9 @@ class Engine:
 
     async def _serve(self, conn: Connection, msg: InvokeFunction) -> None:
         try:
-            if conn.session is None:
+            if msg.activation and self.observation is not None:
+                result = await self.observation.owner_call(conn, msg)
+            elif conn.session is None:
                 result = await self.router.invoke(conn, msg)
             else:
                 result = await self._invoke_checked(conn, conn.session, msg)
@@ -427,6 +447,8 @@ class Engine:
             function_id = conn.session.filed_as("function", msg.id) if conn.session else msg.id
             if self.functions.release(namespace, function_id, conn):
                 conn.functions.discard((namespace, function_id))
+                if self.observation is not None:
+                    self.observation.function_released(conn, namespace, function_id)
         elif isinstance(msg, RegisterTrigger):
             await self._register_trigger(conn, msg)
         elif isinstance(msg, UnregisterTrigger):
@@ -446,6 +468,7 @@ class Engine:
 
     async def _register_function(self, conn: Connection, msg: RegisterFunction, namespace: str) -> None:
         remote = Remote(self.router, conn)
+        descriptor = msg.observe
         if conn.session is not None:
             vetted = await conn.session.vet_function(self.call, msg, namespace)
             if vetted is None:
@@ -494,6 +517,8 @@ class Engine:
             )
             return
         conn.functions.add((namespace, msg.id))
+        if self.observation is not None:
+            self.observation.function_registered(conn, entry, remote.as_id or msg.id, descriptor)
 
     async def _register_trigger(self, conn: Connection, msg: RegisterTrigger) -> None:
         for value in (msg.namespace, msg.trigger_namespace):

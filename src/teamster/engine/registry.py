@@ -15,6 +15,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("teamster.engine")
 
 
+@dataclass(slots=True, frozen=True)
+class Lineage:
+    """observe.v1's view of where a call stands: `caller` (the calling worker, stamped by the engine,
+    and the handler it calls from), `observe_depth` (observer activations between it and the first
+    call: the loop guard) and `activation` (the observer activation it delivers, if any)."""
+
+    caller: dict[str, Any] | None = None
+    observe_depth: int = 0
+    activation: dict[str, Any] | None = None
+
+
 @dataclass(slots=True)
 class Invocation:
     """One call as an executor sees it."""
@@ -27,6 +38,7 @@ class Invocation:
     traceparent: str | None = None
     baggage: str | None = None
     caller: Connection | None = None  # None for trigger-fired and engine-internal calls
+    lineage: Lineage | None = None  # observe.v1 fields, when the call carries any
 
     @property
     def session(self) -> Session | None:

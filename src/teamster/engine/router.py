@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from teamster.engine.registry import FunctionRegistry, Invocation
+from teamster.engine.registry import FunctionEntry, FunctionRegistry, Invocation, Lineage
 from teamster.protocol import InvocationError, InvocationResult, InvokeFunction, ProtocolError
 from teamster.protocol.errors import ErrorCode
 from teamster.protocol.ids import new_id
@@ -20,6 +21,10 @@ log = logging.getLogger("teamster.engine")
 
 # (queue, function_id, data, namespace, traceparent, baggage) -> messageReceiptId
 Enqueuer = Callable[[str, str, Any, str, str | None, str | None], Awaitable[str]]
+# An observed call has finished: (invocation, its payload as the caller sent it, started at (epoch ms),
+# duration ms, result, error or None). Set by the observe module; called only for `watched` functions.
+ObservedHook = Callable[[Invocation, Any, float, float, Any, InvocationError | None], None]
+OBSERVE_FEATURE = "observe.v1"
 
 
 @dataclass(slots=True)
@@ -58,6 +63,10 @@ class Router:
         # A call out to a worker, by the invocation id it was sent with: what waits for its result, and the worker.
         self.pending: dict[str, tuple[asyncio.Future[Any] | Relay, Connection]] = {}
         self.enqueuer: Enqueuer | None = None
+        # (namespace, function_id) of the functions someone observes, and who is told of their calls.
+        # Empty unless observers exist, so an unobserved call pays one set lookup.
+        self.watched: set[tuple[str, str]] = set()
+        self.on_observed: ObservedHook | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
     async def call(
@@ -71,6 +80,7 @@ class Router:
         invocation_id: str | None = None,
         traceparent: str | None = None,
         baggage: str | None = None,
+        lineage: Lineage | None = None,
     ) -> Any:
         """Run a function wherever it lives and return its result, or raise InvocationError."""
         entry = self.functions.get(namespace, function_id)
@@ -82,6 +92,7 @@ class Router:
                 f"Function {function_id} not found in namespace {namespace}{hint}",
                 function_id=function_id,
             )
+        sent = data
         if caller is not None:
             data = with_caller(data, caller)
         inv = Invocation(
@@ -93,8 +104,28 @@ class Router:
             traceparent=traceparent,
             baggage=baggage,
             caller=caller,
+            lineage=lineage,
         )
+        if self.watched and (namespace, function_id) in self.watched:
+            return await self._observed(entry, inv, sent)
         return await entry.execute(inv)
+
+    async def _observed(self, entry: FunctionEntry, inv: Invocation, sent: Any) -> Any:
+        """Run an observed call and tell `on_observed` how it ended (the result or error still goes back)."""
+        started_ms, t0 = time.time() * 1000, time.perf_counter()
+        try:
+            result = await entry.execute(inv)
+        except InvocationError as exc:
+            self._report(inv, sent, started_ms, t0, None, exc)
+            raise
+        self._report(inv, sent, started_ms, t0, result, None)
+        return result
+
+    def _report(
+        self, inv: Invocation, sent: Any, started_ms: float, t0: float, result: Any, error: InvocationError | None
+    ) -> None:
+        if self.on_observed is not None:
+            self.on_observed(inv, sent, started_ms, (time.perf_counter() - t0) * 1000, result, error)
 
     async def invoke(self, caller: Connection, msg: InvokeFunction) -> Any:
         """A worker's `invokefunction`: a sync call, a void call (returns None at once) or an enqueue."""
@@ -115,7 +146,7 @@ class Router:
     def forward(self, caller: Connection, msg: InvokeFunction) -> bool:
         """Pass a worker's sync call to a function another worker serves over the wire, with no task
         in between (a task per call was the engine's largest cost). False: it needs the general path."""
-        if (msg.action and msg.action.get("type") is not None) or msg.invocation_id is None:
+        if (msg.action and msg.action.get("type") is not None) or msg.invocation_id is None or msg.activation:
             return False
         try:
             namespace = target_namespace(msg)
@@ -123,13 +154,14 @@ class Router:
             return False
         entry = self.functions.get(namespace, msg.function_id)
         remote = entry.execute if entry is not None else None
-        if not isinstance(remote, Remote):
+        if not isinstance(remote, Remote) or (self.watched and (namespace, msg.function_id) in self.watched):
             return False
         relay = Relay(caller, msg.invocation_id, msg.function_id)
         conn = remote.conn
         iid = self._claim(msg.invocation_id, relay, conn)
+        lineage = lineage_of(caller, msg) if OBSERVE_FEATURE in conn.features else None
         try:
-            conn.post(outgoing(msg, iid, remote.as_id, with_caller(msg.data, caller)))
+            conn.post(outgoing(msg, iid, remote.as_id, with_caller(msg.data, caller), lineage))
         except ProtocolError as exc:
             error = unsendable(exc, msg.function_id)
         else:
@@ -146,7 +178,8 @@ class Router:
         iid = self._claim(inv.invocation_id, future, conn)
         try:
             try:
-                await conn.send(outgoing(inv, iid, as_id, inv.data))
+                lineage = lineage_for(inv) if OBSERVE_FEATURE in conn.features else None
+                await conn.send(outgoing(inv, iid, as_id, inv.data, lineage))
             except ProtocolError as exc:
                 raise unsendable(exc, inv.function_id) from None
             if conn.closing:
@@ -219,6 +252,8 @@ class Router:
             invocation_id=msg.invocation_id,
             traceparent=msg.traceparent,
             baggage=msg.baggage,
+            # Built only when the call carries observe fields; otherwise `lineage_for` makes it on demand.
+            lineage=lineage_of(caller, msg) if msg.caller or msg.observe_depth or msg.activation else None,
         )
 
     async def _void(self, caller: Connection, msg: InvokeFunction, namespace: str) -> None:
@@ -259,9 +294,34 @@ def with_caller(data: Any, caller: Connection) -> Any:
     return {**data, "_caller_worker_id": caller.worker_id} if isinstance(data, dict) else data
 
 
-def outgoing(call: Invocation | InvokeFunction, iid: str, as_id: str | None, data: Any) -> InvokeFunction:
-    """A call as it goes out to the worker that serves it: under `iid`, and under `as_id` when given."""
-    return InvokeFunction(
+def lineage_for(inv: Invocation) -> Lineage | None:
+    """`inv`'s lineage; for a worker's call that carried no observe fields, just the calling worker."""
+    if inv.lineage is not None or inv.caller is None:
+        return inv.lineage
+    return Lineage({"worker_id": inv.caller.worker_id, "worker_name": inv.caller.name})
+
+
+def lineage_of(caller: Connection, msg: InvokeFunction) -> Lineage:
+    """A worker's call as observe.v1 sees it: the handler it names as caller, stamped with the worker."""
+    stamped: dict[str, Any] = {"worker_id": caller.worker_id, "worker_name": caller.name}
+    asserted = msg.caller
+    if asserted is not None:
+        for key in ("function_id", "invocation_id"):
+            if isinstance(asserted.get(key), str):
+                stamped[key] = asserted[key]
+        parent = asserted.get("parent")
+        if isinstance(parent, dict):
+            stamped["parent"] = {k: v for k, v in parent.items() if k != "parent" and isinstance(v, str)}
+    depth = msg.observe_depth if isinstance(msg.observe_depth, int) and msg.observe_depth > 0 else 0
+    return Lineage(stamped, depth, msg.activation)
+
+
+def outgoing(
+    call: Invocation | InvokeFunction, iid: str, as_id: str | None, data: Any, lineage: Lineage | None = None
+) -> InvokeFunction:
+    """A call as it goes out to the worker that serves it: under `iid`, and under `as_id` when given;
+    with its lineage for a worker that speaks observe.v1."""
+    msg = InvokeFunction(
         function_id=as_id or call.function_id,
         invocation_id=iid,
         data=data,
@@ -269,6 +329,11 @@ def outgoing(call: Invocation | InvokeFunction, iid: str, as_id: str | None, dat
         traceparent=call.traceparent,
         baggage=call.baggage,
     )
+    if lineage is not None:
+        msg.caller = lineage.caller
+        msg.observe_depth = lineage.observe_depth or None
+        msg.activation = lineage.activation
+    return msg
 
 
 def unsendable(exc: ProtocolError, function_id: str) -> InvocationError:

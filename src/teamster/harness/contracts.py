@@ -5,6 +5,11 @@ worker reading another's reply validates it with that model at the boundary. Sha
 the context-window arithmetic at the end, which the orchestrator's preflight and the compaction worker
 must agree on and which runs on every turn (too hot for a function call).
 
+A reply model here is the reply as its readers read it (unknown keys ignored, fields no reader uses
+left out), so a worker that replaces the owner need only send what is read. The owner's own reply
+model may say more (budget's `CheckReply`, skills' `SkillList`); where it would say exactly the same,
+the owner returns the model from here (the session tree's `Transcript`, `Written`, `Drained`).
+
 The harness events (what a session's `agent::events` stream carries) are in `harness_events`.
 """
 

@@ -73,6 +73,23 @@ class ErrorCode(StrEnum):
     # ---- iii-http-functions: a function the engine calls by HTTP request ----
     HTTP_INVOCATION_FAILED = "http_invocation_failed"
 
+    # ---- observe.v1: an observer's error, a disposed observer's reason, an activation dropped ----
+    OBSERVER_NOT_FOUND = "OBSERVER_NOT_FOUND"
+    OBSERVER_NOT_ACTIVE = "OBSERVER_NOT_ACTIVE"
+    INVALID_OBSERVE = "INVALID_OBSERVE"
+    INVALID_FILTER = "INVALID_FILTER"
+    INVALID_ARGS = "INVALID_ARGS"
+    SELF_TARGET = "SELF_TARGET"
+    NOT_OBSERVABLE = "NOT_OBSERVABLE"
+    OBSERVER_EXISTS = "OBSERVER_EXISTS"
+    TOO_MANY_OBSERVERS = "TOO_MANY_OBSERVERS"
+    OBSERVE_REJECTED = "OBSERVE_REJECTED"
+    UNOBSERVED = "UNOBSERVED"
+    MAX_FIRES = "MAX_FIRES"
+    EXPIRED = "EXPIRED"
+    LOOP_GUARD = "LOOP_GUARD"
+    TARGET_FAILED = "TARGET_FAILED"
+
     # ---- iii-pubsub ----
     TOPIC_NOT_SET = "topic_not_set"
 
@@ -242,6 +259,7 @@ _FAMILIES: dict[type[InvocationError], frozenset[ErrorCode]] = {
             ErrorCode.SKILL_NOT_FOUND,
             ErrorCode.TURN_NOT_FOUND,
             ErrorCode.INPUT_NOT_FOUND,
+            ErrorCode.OBSERVER_NOT_FOUND,
         }
     ),
     Forbidden: frozenset({ErrorCode.FORBIDDEN, ErrorCode.AUTH_ERROR}),
@@ -281,6 +299,7 @@ _FAMILIES: dict[type[InvocationError], frozenset[ErrorCode]] = {
             ErrorCode.COMPACTION_BUSY,
             ErrorCode.INPUT_ANSWERED,
             ErrorCode.INPUT_CLOSED,
+            ErrorCode.OBSERVER_NOT_ACTIVE,
         }
     ),
     StateUpdateFailed: frozenset({ErrorCode.STATE_UPDATE_ERROR}),

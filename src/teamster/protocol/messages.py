@@ -27,6 +27,7 @@ class _Message(msgspec.Struct, tag_field="type", tag=str.lower):
 class WorkerRegistered(_Message):
     worker_id: str
     reattach_token: str | None = None
+    features: list[str] | None = None  # protocol extensions this engine speaks (`observe.v1`, ...)
 
 
 class RegisterFunction(_Message):
@@ -36,6 +37,7 @@ class RegisterFunction(_Message):
     response_format: JSON = None
     metadata: dict[str, Any] | None = None
     invocation: dict[str, Any] | None = None
+    observe: dict[str, Any] | None = None  # observe.v1: {delivery?, args_format?, legacy_trigger_type?, allow?}
 
 
 class UnregisterFunction(_Message):
@@ -86,6 +88,11 @@ class InvokeFunction(_Message):
     namespace: str | None = None
     traceparent: str | None = None
     baggage: str | None = None
+    # observe.v1: the handler a call is made from, the observe chain's depth, and the observer
+    # activation it belongs to (`obs.call`, and the engine's calls to an observer's target).
+    caller: dict[str, Any] | None = None
+    observe_depth: int | None = None
+    activation: dict[str, Any] | None = None
 
 
 class InvocationResult(_Message):
@@ -129,6 +136,74 @@ class Error(_Message):
     error: dict[str, Any]
 
 
+# observe.v1 (iii-sdk 0.25): a worker observes another's function; the engine activates a target.
+class Observe(_Message):
+    id: str
+    source: dict[str, Any]
+    target: dict[str, Any]
+    metadata: JSON = None
+    max_fires: int | None = None
+    expires_in_ms: int | None = None
+    max_in_flight: int | None = None
+
+
+class Unobserve(_Message):
+    id: str
+
+
+class ObserveResult(_Message):
+    id: str
+    state: str
+    error: dict[str, Any] | None = None
+
+
+class ObserverStateChanged(_Message):
+    id: str
+    state: str
+    reason: dict[str, Any] | None = None
+    fires: int | None = None
+
+
+class FunctionRegistered(_Message):
+    id: str
+    namespace: str
+    revision: int
+    local_dispatch: bool
+    observers: list[dict[str, Any]]
+
+
+class ObserverAdded(_Message):
+    function_id: str
+    namespace: str
+    revision: int
+    observer: dict[str, Any]
+
+
+class ObserverRemoved(_Message):
+    function_id: str
+    namespace: str
+    revision: int
+    id: str
+
+
+class ObserverAck(_Message):
+    function_id: str
+    id: str
+    revision: int
+    namespace: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class InvocationsObserved(_Message):
+    items: list[dict[str, Any]]
+
+
+class LocalInvocationStats(_Message):
+    window_ms: int | None = None
+    functions: list[dict[str, Any]] | None = None
+    dropped_reports: list[dict[str, Any]] | None = None
+
+
 Message = (
     WorkerRegistered
     | RegisterFunction
@@ -146,6 +221,16 @@ Message = (
     | Ping
     | Pong
     | Error
+    | Observe
+    | Unobserve
+    | ObserveResult
+    | ObserverStateChanged
+    | FunctionRegistered
+    | ObserverAdded
+    | ObserverRemoved
+    | ObserverAck
+    | InvocationsObserved
+    | LocalInvocationStats
 )
 
 _TYPES: tuple[Any, ...] = typing.get_args(Message)

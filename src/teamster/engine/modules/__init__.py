@@ -12,6 +12,7 @@ def module_classes() -> dict[str, type[Module]]:
     from teamster.engine.modules.http import Http
     from teamster.engine.modules.http_functions import HttpFunctions
     from teamster.engine.modules.observability import Observability
+    from teamster.engine.modules.observe import Observers
     from teamster.engine.modules.pubsub import PubSub
     from teamster.engine.modules.queue import QueueModule
     from teamster.engine.modules.state import State
@@ -26,6 +27,7 @@ def module_classes() -> dict[str, type[Module]]:
         Http,
         HttpFunctions,
         Observability,
+        Observers,
         Traces,
         QueueModule,
         WorkerManager,

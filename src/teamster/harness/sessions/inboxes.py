@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from teamster.harness.contracts import Drained
 from teamster.harness.owned import OwnedCache
-from teamster.harness.sessions.requests import InboxPush, InboxRef, Items, Ok
+from teamster.harness.sessions.requests import InboxPush, InboxRef, Ok
 from teamster.harness.sessions.store import SessionStore
 from teamster.protocol.handles import handles
 from teamster.sdk import Worker
@@ -63,24 +64,24 @@ class SessionInboxes:
         return Ok()
 
     @handles("session-inbox::peek")
-    async def peek(self, req: InboxRef) -> Items:
+    async def peek(self, req: InboxRef) -> Drained:
         """The items of a session inbox, leaving them there."""
         key = inbox_key(req.session_id, req.name)
         if key in self.empty:
-            return Items(items=[])
+            return Drained(items=[])
         stored = await self.worker.trigger("state::get", {"scope": INBOX_SCOPE, "key": key})
-        return Items(items=unwrap(stored))
+        return Drained(items=unwrap(stored))
 
     @handles("session-inbox::drain")
-    async def drain(self, req: InboxRef) -> Items:
+    async def drain(self, req: InboxRef) -> Drained:
         """Take every item of a session inbox, atomically."""
         key = inbox_key(req.session_id, req.name)
         if key in self.empty:
-            return Items(items=[])  # the usual case: no read, no write
+            return Drained(items=[])  # the usual case: no read, no write
         pushes = self.empty.pushes
         if not await self.worker.trigger("state::get", {"scope": INBOX_SCOPE, "key": key}):
             self.empty.emptied(key, pushes)
-            return Items(items=[])  # read without a write; an item pushed now waits for the next drain
+            return Drained(items=[])  # read without a write; an item pushed now waits for the next drain
         old = await self.store.update(INBOX_SCOPE, key, {"type": "set", "value": []})
         self.empty.emptied(key, pushes)
-        return Items(items=unwrap(old))
+        return Drained(items=unwrap(old))

@@ -84,21 +84,8 @@ class SessionRef(Shape):
     session_id: str
 
 
-class EntryRef(Shape):
-    entry_id: str
-
-
 class EntryRefs(Shape):
     entry_ids: list[str]
-
-
-class PathMessage(Shape):
-    entry_id: str
-    message: AgentMessage
-
-
-class Messages(Shape):
-    messages: list[PathMessage]
 
 
 class SessionList(Shape):
@@ -116,7 +103,3 @@ class Html(Shape):
 
 class Ok(Shape):
     ok: bool = True
-
-
-class Items(Shape):
-    items: list[Any]

@@ -10,9 +10,8 @@ import time
 import uuid
 from typing import Any
 
-from teamster.harness.contracts import AgentMessage, AssistantMessage, TextBlock, UserMessage
+from teamster.harness.contracts import AgentMessage, AssistantMessage, TextBlock, TranscriptRow, UserMessage
 from teamster.harness.sessions.entries import CompactionEntry, MessageEntry, SessionEntry
-from teamster.harness.sessions.requests import PathMessage
 from teamster.protocol.errors import ErrorCode, InvocationError
 
 SUMMARY_CHARS = 80
@@ -74,7 +73,7 @@ def build_tree(entries: list[SessionEntry]) -> dict[str, Any] | None:
     return roots[0] if roots else None
 
 
-def visible(path: list[SessionEntry]) -> list[PathMessage]:
+def visible(path: list[SessionEntry]) -> list[TranscriptRow]:
     """The path's messages, cut at its newest compaction: that summary, then the kept tail and all that followed.
 
     A compaction cuts only when its tail_start_id names an entry earlier on the path; without one it is a
@@ -89,10 +88,10 @@ def visible(path: list[SessionEntry]) -> list[PathMessage]:
         if start < at:
             summary = UserMessage(content=f"{COMPACTED_PREFIX}\n\n{entry.summary}", timestamp=entry.timestamp)
             return [
-                PathMessage(entry_id=entry.id, message=summary),
-                *(PathMessage(entry_id=e.id, message=e.message) for e in path[start:] if isinstance(e, MessageEntry)),
+                TranscriptRow(entry_id=entry.id, message=summary),
+                *(TranscriptRow(entry_id=e.id, message=e.message) for e in path[start:] if isinstance(e, MessageEntry)),
             ]
-    return [PathMessage(entry_id=e.id, message=e.message) for e in path if isinstance(e, MessageEntry)]
+    return [TranscriptRow(entry_id=e.id, message=e.message) for e in path if isinstance(e, MessageEntry)]
 
 
 def remap(entries: list[SessionEntry]) -> list[SessionEntry]:

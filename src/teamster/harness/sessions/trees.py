@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from teamster.harness.contracts import Transcript, Written
 from teamster.harness.sessions.entries import BranchSummaryEntry, CompactionEntry, SessionEntry, SessionMeta
 from teamster.harness.sessions.export import render_html
 from teamster.harness.sessions.requests import (
@@ -16,12 +17,10 @@ from teamster.harness.sessions.requests import (
     Compact,
     Compactions,
     EnsureSession,
-    EntryRef,
     EntryRefs,
     Fork,
     Html,
     ListSessions,
-    Messages,
     NewSession,
     SessionId,
     SessionList,
@@ -63,11 +62,11 @@ class SessionTrees:
         return SessionRef(session_id=req.session_id)
 
     @handles("session-tree::append")
-    async def append(self, req: Append) -> EntryRef:
+    async def append(self, req: Append) -> Written:
         """Append a message entry (under the active leaf unless parent_id is given)."""
         body = {"type": "message", "message": req.message}
         [entry_id] = await self.store.append(req.session_id, req.parent_id, [body], [req.entry_id])
-        return EntryRef(entry_id=entry_id)
+        return Written(entry_id=entry_id)
 
     @handles("session-tree::append_batch")
     async def append_batch(self, req: AppendBatch) -> EntryRefs:
@@ -77,9 +76,9 @@ class SessionTrees:
         return EntryRefs(entry_ids=await self.store.append(req.session_id, req.parent_id, bodies, ids))
 
     @handles("session-tree::messages")
-    async def messages(self, req: BranchRead) -> Messages:
+    async def messages(self, req: BranchRead) -> Transcript:
         """The messages on a branch as a model sees them, oldest first: compacted history is its summary."""
-        return Messages(messages=visible(active_path(await self.store.entries(req.session_id), req.branch_leaf)))
+        return Transcript(messages=visible(active_path(await self.store.entries(req.session_id), req.branch_leaf)))
 
     @handles("session-tree::list")
     async def list_sessions(self, req: ListSessions) -> SessionList:
@@ -135,12 +134,12 @@ class SessionTrees:
         return SessionRef(session_id=await self.store.copy_into(meta, "clone", remap(entries)))
 
     @handles("session-tree::compact")
-    async def compact(self, req: Compact) -> EntryRef:
+    async def compact(self, req: Compact) -> Written:
         """Append a compaction entry (under the active leaf unless parent_id is given)."""
         body = req.model_dump(include={"summary", "tokens_before", "details", "tail_start_id"})
         body["type"] = "compaction"
         [entry_id] = await self.store.append(req.session_id, req.parent_id, [body], [req.entry_id])
-        return EntryRef(entry_id=entry_id)
+        return Written(entry_id=entry_id)
 
     @handles("session-tree::compactions")
     async def compactions(self, req: SessionId) -> Compactions:
