@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from teamster.protocol.errors import ErrorCode
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -14,7 +16,7 @@ class ApiError(Exception):
 
     @classmethod
     def invalid(cls, message: str) -> ApiError:
-        return cls(400, "invalid_request", message)
+        return cls(400, ErrorCode.INVALID_REQUEST, message)
 
     @classmethod
     def not_found(cls, code: str, message: str) -> ApiError:

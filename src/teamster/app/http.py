@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from teamster.app.errors import ApiError
 from teamster.protocol import InvocationError
 from teamster.protocol.access import mark
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
 log = logging.getLogger("teamster.app")
@@ -111,8 +112,10 @@ async def serve(route: Route, event: Any) -> Any:
     except ApiError as exc:
         return _error(exc)
     except InvocationError as exc:
-        if exc.code == "function_not_found":
-            return _error(ApiError(503, "unavailable", f"a worker this route needs is not running: {exc.message}"))
+        if exc.code == ErrorCode.FUNCTION_NOT_FOUND:
+            return _error(
+                ApiError(503, ErrorCode.UNAVAILABLE, f"a worker this route needs is not running: {exc.message}")
+            )
         log.warning("%s %s: %s: %s", route.method, route.path, exc.code, exc.message)
         return _error(ApiError(502, exc.code, exc.message))
     if result is STREAMED:

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from teamster.app.errors import ApiError
 from teamster.app.schemas import RunKey
 from teamster.app.store import RunStore
+from teamster.protocol.errors import ErrorCode
 
 HEADER = "idempotency-key"
 MAX_KEY = 255
@@ -56,7 +57,7 @@ class IdempotencyKeys:
                 if found.fingerprint != printed:
                     raise ApiError(
                         422,
-                        "idempotency_key_reused",
+                        ErrorCode.IDEMPOTENCY_KEY_REUSED,
                         f"Idempotency-Key {key!r} was used for run {found.run_id} with another request body; "
                         "send a new key for a new run",
                     )

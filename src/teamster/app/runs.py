@@ -39,12 +39,12 @@ from teamster.patterns import pricing
 from teamster.patterns.agents import Agents
 from teamster.patterns.engine import EngineAgents, EngineClient
 from teamster.patterns.events import TERMINAL, ApprovalResolved, Event, WorkflowError, preview
-from teamster.patterns.functions import INPUT_NOT_FOUND
 from teamster.patterns.inproc import InprocAgents, default_streams
 from teamster.patterns.registry import drive
 from teamster.patterns.request import RunRequest, Turn
 from teamster.patterns.run import Run
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
 log = logging.getLogger("teamster.app")
@@ -294,7 +294,7 @@ class RunManager:
             return live.view()
         record = await self.store.load(run_id)
         if record is None:
-            raise ApiError.not_found("run_not_found", f"no run {run_id}")
+            raise ApiError.not_found(ErrorCode.RUN_NOT_FOUND, f"no run {run_id}")
         return stored_view(record)
 
     async def views(self, *, session_id: str | None, status: str | None, limit: int) -> tuple[list[RunView], int]:
@@ -315,7 +315,7 @@ class RunManager:
             return live.events[after:], live.done
         record = await self.store.load(run_id)
         if record is None:
-            raise ApiError.not_found("run_not_found", f"no run {run_id}")
+            raise ApiError.not_found(ErrorCode.RUN_NOT_FOUND, f"no run {run_id}")
         stored = await self.store.events(run_id)
         done = bool(stored) and stored[-1]["type"] in TERMINAL
         return [e for e in stored if e["seq"] > after], done
@@ -361,36 +361,42 @@ class RunManager:
             return live
         record = await self.store.load(run_id)
         if record is None:
-            raise ApiError.not_found("run_not_found", f"no run {run_id}")
-        raise ApiError(409, "run_finished", f"run {run_id} is {record.status}")
+            raise ApiError.not_found(ErrorCode.RUN_NOT_FOUND, f"no run {run_id}")
+        raise ApiError(409, ErrorCode.RUN_FINISHED, f"run {run_id} is {record.status}")
 
     async def decide(self, run_id: str, call_id: str, decision: str, reason: str | None) -> None:
         live = await self._live(run_id)
         pending = live.approvals.get(call_id)
         if pending is None or live.run is None:
-            raise ApiError.not_found("approval_not_found", f"run {run_id} has no call {call_id} waiting for approval")
+            raise ApiError.not_found(
+                ErrorCode.APPROVAL_NOT_FOUND, f"run {run_id} has no call {call_id} waiting for approval"
+            )
         payload = {"session_id": pending.session_id, "function_call_id": call_id, "decision": decision}
         if reason:
             payload["reason"] = reason
         reply = await self.worker.trigger("approval::resolve", payload)
-        if reply.get("error") == "already_decided":  # the gate keeps the first decision of a call
-            raise ApiError(409, "already_decided", f"call {call_id} was already decided: {reply.get('decision')}")
+        if reply.get("error") == ErrorCode.ALREADY_DECIDED:  # the gate keeps the first decision of a call
+            raise ApiError(
+                409, ErrorCode.ALREADY_DECIDED, f"call {call_id} was already decided: {reply.get('decision')}"
+            )
         if call_id in live.approvals:  # two decisions racing: the first one announced counts
             live.run.emit(ApprovalResolved(call_id=call_id, decision=decision, reason=reason))  # type: ignore[arg-type]
 
     async def answer(self, run_id: str, request_id: str, answer: str) -> None:
         live = await self._live(run_id)
         if request_id not in live.inputs:
-            raise ApiError.not_found("input_not_found", f"run {run_id} has no open input request {request_id}")
+            raise ApiError.not_found(ErrorCode.INPUT_NOT_FOUND, f"run {run_id} has no open input request {request_id}")
         if isinstance(live.agents, InprocAgents):
             if not live.agents.inputs.resolve(request_id, answer):
-                raise ApiError.not_found("input_not_found", f"input request {request_id} is no longer open")
+                raise ApiError.not_found(ErrorCode.INPUT_NOT_FOUND, f"input request {request_id} is no longer open")
             return
         try:
             await self.worker.trigger("patterns::input::resolve", {"request_id": request_id, "answer": answer})
         except InvocationError as exc:
-            status = 404 if exc.code == INPUT_NOT_FOUND else 409
-            raise ApiError(status, "input_not_found" if status == 404 else "input_closed", exc.message) from None
+            status = 404 if exc.code == ErrorCode.INPUT_NOT_FOUND else 409
+            raise ApiError(
+                status, ErrorCode.INPUT_NOT_FOUND if status == 404 else ErrorCode.INPUT_CLOSED, exc.message
+            ) from None
 
     async def abort(self, run_id: str) -> RunRecord:
         live = await self._live(run_id)
@@ -420,8 +426,8 @@ class RunManager:
         try:
             return await self.worker.trigger(f"session-tree::{name}", payload)
         except InvocationError as exc:
-            if exc.code == "function_not_found":
-                raise ApiError(503, "unavailable", "the session tree worker is not running") from None
+            if exc.code == ErrorCode.FUNCTION_NOT_FOUND:
+                raise ApiError(503, ErrorCode.UNAVAILABLE, "the session tree worker is not running") from None
             raise
 
     async def _budget(self, run_id: str, ceiling: float) -> str:
@@ -430,7 +436,7 @@ class RunManager:
                 "budget::create", {"ceiling_usd": ceiling, "period": "month", "name": f"run {run_id}"}
             )
         except InvocationError as exc:
-            if exc.code == "function_not_found":
+            if exc.code == ErrorCode.FUNCTION_NOT_FOUND:
                 raise ApiError.invalid("budget: the budget worker is not running (use the thick profile)") from None
             raise
         return str(created["budget_id"])

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from teamster.engine.config import first_error
 from teamster.engine.triggers import Binding, TriggerConfigError
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
     from teamster.engine.engine import Engine
@@ -31,7 +31,7 @@ def parse(model: type[M], data: Any, function_id: str) -> M:
         return model.model_validate(data if data is not None else {})
     except ValidationError as exc:
         raise InvocationError(
-            codes.DESERIALIZATION_ERROR, f"{function_id}: {first_error(exc, 'input')}", function_id=function_id
+            ErrorCode.DESERIALIZATION_ERROR, f"{function_id}: {first_error(exc, 'input')}", function_id=function_id
         ) from None
 
 

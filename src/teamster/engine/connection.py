@@ -13,7 +13,7 @@ from aiohttp import WSMsgType, web
 
 from teamster.engine.registry import Executor, Invocation
 from teamster.protocol import InvocationResult, Message, ProtocolError, encode
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.frames import LARGE_FRAME, TEXT, FrameWriter
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class Connection(ABC):
         try:
             self.post(reply)
         except ProtocolError as exc:
-            reply.result, reply.error = None, {"code": codes.SERIALIZATION_ERROR, "message": str(exc)}
+            reply.result, reply.error = None, {"code": ErrorCode.SERIALIZATION_ERROR, "message": str(exc)}
             self.post(reply)
 
     @abstractmethod

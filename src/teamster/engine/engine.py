@@ -45,7 +45,7 @@ from teamster.protocol import (
     UnregisterTriggerType,
     WorkerRegistered,
 )
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.handles import declared
 from teamster.storage import Storage, open_storage
 
@@ -309,21 +309,21 @@ class Engine:
         """`engine::workers::register` called as a function: the caller names itself."""
         conn = inv.caller
         if conn is None:
-            raise InvocationError(codes.INVOCATION_ERROR, "engine::workers::register must be called by a worker")
+            raise InvocationError(ErrorCode.INVOCATION_ERROR, "engine::workers::register must be called by a worker")
         return await self.name_worker(conn, inv.data if isinstance(inv.data, dict) else {})
 
     async def name_worker(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Name the worker, take its (namespace, name) lease and pin its namespace."""
         namespace = data.get("namespace")
         if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
-            raise InvocationError(codes.INVALID_NAMESPACE, "namespace must be a non-blank string")
+            raise InvocationError(ErrorCode.INVALID_NAMESPACE, "namespace must be a non-blank string")
         namespace = namespace or "default"
         name = _sanitize(data.get("name")) or conn.name
         holder = self.worker_names.get((namespace, name))
         if holder is not None and holder is not conn and not holder.closing:
             await conn.send(
                 RegistrationRejected(
-                    code=codes.WORKER_NAMESPACE_CONFLICT,
+                    code=ErrorCode.WORKER_NAMESPACE_CONFLICT,
                     namespace=namespace,
                     worker_name=name,
                     owner_worker_id=holder.worker_id,
@@ -370,7 +370,7 @@ class Engine:
             reply = InvocationResult(
                 invocation_id="",
                 function_id=msg.function_id,
-                error={"code": codes.INVOCATION_ERROR, "message": str(exc)},
+                error={"code": ErrorCode.INVOCATION_ERROR, "message": str(exc)},
             )
         else:
             reply = InvocationResult(invocation_id="", function_id=msg.function_id, result=result)
@@ -446,7 +446,10 @@ class Engine:
         if reserved or (msg.id.startswith("engine::") and namespace != "default"):
             await conn.send(
                 RegistrationRejected(
-                    code=codes.FUNCTION_NAMESPACE_CONFLICT, namespace=namespace, function_id=msg.id, owner_worker_id=""
+                    code=ErrorCode.FUNCTION_NAMESPACE_CONFLICT,
+                    namespace=namespace,
+                    function_id=msg.id,
+                    owner_worker_id="",
                 )
             )
             return
@@ -467,7 +470,7 @@ class Engine:
         except Conflict as exc:
             await conn.send(
                 RegistrationRejected(
-                    code=codes.FUNCTION_NAMESPACE_CONFLICT,
+                    code=ErrorCode.FUNCTION_NAMESPACE_CONFLICT,
                     namespace=namespace,
                     function_id=msg.id,
                     owner_worker_id=exc.owner_worker_id,
@@ -479,7 +482,7 @@ class Engine:
     async def _register_trigger(self, conn: Connection, msg: RegisterTrigger) -> None:
         for value in (msg.namespace, msg.trigger_namespace):
             if value is not None and not value.strip():
-                await self._refuse_trigger(conn, msg, codes.INVALID_NAMESPACE, "namespace must not be blank")
+                await self._refuse_trigger(conn, msg, ErrorCode.INVALID_NAMESPACE, "namespace must not be blank")
                 return
         if conn.session is not None:
             vetted = await conn.session.vet_trigger(self.call, msg)
@@ -493,7 +496,7 @@ class Engine:
             if denied is None:  # or a trigger would let the worker reach what it may not call
                 denied = self.binding_denial(conn.session, msg.trigger_type, msg.config)
             if denied is not None:
-                await self._refuse_trigger(conn, msg, codes.FORBIDDEN, denied)
+                await self._refuse_trigger(conn, msg, ErrorCode.FORBIDDEN, denied)
                 return
         binding = Binding(
             id=msg.id,
@@ -508,7 +511,7 @@ class Engine:
         try:
             await self.triggers.add_binding(binding)
         except TriggerConfigError as exc:
-            await self._refuse_trigger(conn, msg, codes.TRIGGER_REGISTRATION_FAILED, str(exc))
+            await self._refuse_trigger(conn, msg, ErrorCode.TRIGGER_REGISTRATION_FAILED, str(exc))
             return
         conn.triggers.add(msg.id)
 
@@ -583,7 +586,7 @@ class Engine:
 
 async def _not_invokable(inv: Invocation) -> Any:
     raise InvocationError(
-        codes.FUNCTION_NOT_INVOKABLE,
+        ErrorCode.FUNCTION_NOT_INVOKABLE,
         f"{inv.function_id} is an HTTP-invoked function; teamster does not run the iii-http-functions worker",
         function_id=inv.function_id,
     )

@@ -18,12 +18,11 @@ from teamster.engine.config import first_error
 from teamster.engine.registry import FunctionRegistry
 from teamster.engine.roles import Role, cleared, reserved, role_named
 from teamster.protocol import InvocationError, InvokeFunction, RegisterFunction, RegisterTrigger, RegisterTriggerType
-from teamster.protocol import errors as codes
 from teamster.protocol.access import access_of
+from teamster.protocol.errors import ErrorCode
 
 log = logging.getLogger("teamster.engine")
 
-AUTH_ERROR = "AUTH_ERROR"
 DEFAULT = "default"
 WORKERS_REGISTER = "engine::workers::register"
 # Callable whatever the grants say (unless forbidden by name): without them a worker cannot even
@@ -211,7 +210,7 @@ class Session:
     def check_call(self, function_id: str, namespace: str, metadata: Any) -> None:
         reason = self.denial(function_id, namespace, metadata)
         if reason is not None:
-            raise InvocationError(codes.FORBIDDEN, reason, function_id=function_id)
+            raise InvocationError(ErrorCode.FORBIDDEN, reason, function_id=function_id)
 
     def check_worker_name(self, data: dict[str, Any]) -> None:
         """`engine::workers::register`: allowed by name, and a scoped session declares only its namespaces."""
@@ -220,7 +219,7 @@ class Session:
         declared = data.get("namespace") or DEFAULT
         if scopes and declared not in scopes:
             raise InvocationError(
-                codes.FORBIDDEN,
+                ErrorCode.FORBIDDEN,
                 f"namespace '{declared}' not allowed for this session (permitted: {', '.join(sorted(scopes))})",
                 function_id=WORKERS_REGISTER,
             )

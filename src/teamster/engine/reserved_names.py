@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
     from teamster.engine.rbac import Session
@@ -62,4 +62,4 @@ class ReservedNames:
     def check(self, session: Session | None, name: str, function_id: str) -> None:
         reason = self.denial(session, name)
         if reason is not None:
-            raise InvocationError(codes.FORBIDDEN, f"{function_id}: {reason}", function_id=function_id)
+            raise InvocationError(ErrorCode.FORBIDDEN, f"{function_id}: {reason}", function_id=function_id)

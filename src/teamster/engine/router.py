@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from teamster.engine.registry import FunctionRegistry, Invocation
 from teamster.protocol import InvocationError, InvocationResult, InvokeFunction, ProtocolError
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.ids import new_id
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class Router:
             elsewhere = self.functions.namespaces_of(function_id)
             hint = f" (registered in namespaces: {', '.join(elsewhere)})" if elsewhere else ""
             raise InvocationError(
-                codes.FUNCTION_NOT_FOUND,
+                ErrorCode.FUNCTION_NOT_FOUND,
                 f"Function {function_id} not found in namespace {namespace}{hint}",
                 function_id=function_id,
             )
@@ -108,7 +108,9 @@ class Router:
             return None
         if kind == "enqueue":
             return await self._enqueue(msg, namespace, action)
-        raise InvocationError(codes.DESERIALIZATION_ERROR, f"unknown action type {kind!r}", function_id=msg.function_id)
+        raise InvocationError(
+            ErrorCode.DESERIALIZATION_ERROR, f"unknown action type {kind!r}", function_id=msg.function_id
+        )
 
     def forward(self, caller: Connection, msg: InvokeFunction) -> bool:
         """Pass a worker's sync call to a function another worker serves over the wire, with no task
@@ -228,10 +230,10 @@ class Router:
     async def _enqueue(self, msg: InvokeFunction, namespace: str, action: dict[str, Any]) -> Any:
         queue = action.get("queue")
         if not isinstance(queue, str) or not queue:
-            raise InvocationError(codes.ENQUEUE_ERROR, "enqueue needs a queue name", function_id=msg.function_id)
+            raise InvocationError(ErrorCode.ENQUEUE_ERROR, "enqueue needs a queue name", function_id=msg.function_id)
         if self.enqueuer is None:
             raise InvocationError(
-                codes.ENQUEUE_ERROR,
+                ErrorCode.ENQUEUE_ERROR,
                 "no queue module is running: enable iii-queue in the engine config",
                 function_id=msg.function_id,
             )
@@ -240,7 +242,7 @@ class Router:
         except InvocationError:
             raise
         except Exception as exc:
-            raise InvocationError(codes.ENQUEUE_ERROR, str(exc), function_id=msg.function_id) from exc
+            raise InvocationError(ErrorCode.ENQUEUE_ERROR, str(exc), function_id=msg.function_id) from exc
         return {"messageReceiptId": receipt}
 
 
@@ -248,7 +250,7 @@ def target_namespace(msg: InvokeFunction) -> str:
     """The namespace a call addresses: absent is `default`, blank is INVALID_NAMESPACE."""
     namespace = msg.namespace
     if namespace is not None and not namespace.strip():
-        raise InvocationError(codes.INVALID_NAMESPACE, "namespace must not be blank", function_id=msg.function_id)
+        raise InvocationError(ErrorCode.INVALID_NAMESPACE, "namespace must not be blank", function_id=msg.function_id)
     return namespace or "default"
 
 
@@ -270,9 +272,9 @@ def outgoing(call: Invocation | InvokeFunction, iid: str, as_id: str | None, dat
 
 
 def unsendable(exc: ProtocolError, function_id: str) -> InvocationError:
-    return InvocationError(codes.SERIALIZATION_ERROR, str(exc), function_id=function_id)
+    return InvocationError(ErrorCode.SERIALIZATION_ERROR, str(exc), function_id=function_id)
 
 
 def stopped(function_id: str | None = None) -> InvocationError:
     """The worker serving the call went away (or is going) before it answered."""
-    return InvocationError(codes.INVOCATION_STOPPED, "Invocation stopped", function_id=function_id)
+    return InvocationError(ErrorCode.INVOCATION_STOPPED, "Invocation stopped", function_id=function_id)

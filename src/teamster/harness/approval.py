@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from teamster.protocol.access import mark
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
 log = logging.getLogger("teamster.harness.approval")
@@ -112,7 +113,7 @@ class ApprovalGate:
             if isinstance(stored, dict) and "decision" in stored:
                 if stored["decision"] == req.decision:
                     return {"ok": True}
-                return {"ok": False, "error": "already_decided", "decision": stored["decision"]}
+                return {"ok": False, "error": ErrorCode.ALREADY_DECIDED, "decision": stored["decision"]}
             value = {"decision": req.decision, "reason": req.reason}
             await self.worker.trigger("state::set", {"scope": APPROVALS_SCOPE, "key": key, "value": value})
         return {"ok": True}

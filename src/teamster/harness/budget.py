@@ -33,13 +33,13 @@ from pydantic import (
 )
 
 from teamster.protocol.access import mark
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import InvocationError, Void, Worker
 
 log = logging.getLogger("teamster.harness.budget")
 
 WORKER_NAME = "llm-budget"
 SCOPE = "budgets"
-BUDGET_NOT_FOUND = "BUDGET_NOT_FOUND"
 MONEY_DIGITS = 9  # USD is rounded to 1e-9 after every addition
 FORECAST_MIN_ELAPSED_MS = 3_600_000  # a forecast extrapolates from at least one hour of elapsed period
 DAY_MS = 86_400_000
@@ -465,7 +465,7 @@ class _Budgets:
     async def load(self, budget_id: str, function_id: str) -> Budget:
         value = await self.worker.trigger("state::get", {"scope": SCOPE, "key": budget_key(budget_id)})
         if value is None:
-            raise InvocationError(BUDGET_NOT_FOUND, f"budget {budget_id} not found", function_id=function_id)
+            raise InvocationError(ErrorCode.BUDGET_NOT_FOUND, f"budget {budget_id} not found", function_id=function_id)
         return Budget.model_validate(value)
 
     async def save(self, budget: Budget) -> None:
@@ -573,7 +573,7 @@ def create_worker(*, clock: Callable[[], float] = time.time) -> Worker:
             try:
                 await store.load(req.budget_id, req.function_id)
             except InvocationError as exc:
-                if exc.code == BUDGET_NOT_FOUND:
+                if exc.code == ErrorCode.BUDGET_NOT_FOUND:
                     return DeleteReply(deleted=False)
                 raise
             for entry in await store.logs(req.budget_id):

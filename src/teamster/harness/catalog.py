@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from teamster.harness.contracts import Model
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
 SHIPPED = Path(__file__).with_name("catalog.yaml")
-INVALID_CAPABILITY = "INVALID_CAPABILITY"
 CAPABILITIES = {
     "thinking": "supports_thinking",
     "thinking:low": "supports_thinking",
@@ -79,7 +79,9 @@ def flag(capability: str) -> str:
     try:
         return CAPABILITIES[capability]
     except KeyError:
-        raise InvocationError(INVALID_CAPABILITY, f"unknown capability {capability!r}, {CAPABILITY_HELP}") from None
+        raise InvocationError(
+            ErrorCode.INVALID_CAPABILITY, f"unknown capability {capability!r}, {CAPABILITY_HELP}"
+        ) from None
 
 
 def create_worker(*, extra: Sequence[str | Path] = ()) -> Worker:

@@ -42,6 +42,7 @@ from teamster.harness.contracts import (
 )
 from teamster.harness.lease import Lease
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import ChannelReader, Worker
 
 LEASE_SCOPE = "compaction_lease"
@@ -51,10 +52,6 @@ DEFAULT_RESERVE = 20_000  # output tokens kept free when the model names no max_
 RESULT_CHARS = 2_000  # a function result is cut to this many characters in the summary prompt
 READER_GRACE_S = 2.0  # after the provider call ends, how long its last frames may still take
 
-SESSION_NOT_FOUND = "session_not_found"
-MODEL_UNKNOWN = "model_unknown"
-SUMMARY_FAILED = "summary_failed"
-LEASE_LOST = "lease_lost"
 
 SUMMARY_SYSTEM = (
     "You compact an AI agent's conversation. Write a summary that lets the agent carry on with only your "
@@ -160,7 +157,9 @@ def create_worker(settings: Settings | None = None) -> Worker:
         """Compact a session now, waiting up to wait_ms for a compaction already running."""
         started = now_ms()
         if not await compactor.view(req.session_id):
-            raise InvocationError(SESSION_NOT_FOUND, f"session {req.session_id} has no messages (unknown session?)")
+            raise InvocationError(
+                ErrorCode.SESSION_NOT_FOUND, f"session {req.session_id} has no messages (unknown session?)"
+            )
         model = await compactor.model(req.session_id, req.model)
         wait_s = compactor.settings.busy_wait_s if req.wait_ms is None else req.wait_ms / 1000
         return await compactor.run(req.session_id, model, "sync", since=started, wait_s=wait_s, tail=req.tail_tokens)
@@ -174,7 +173,7 @@ def create_worker(settings: Settings | None = None) -> Worker:
         try:
             model = await compactor.model(session_id, None)
         except InvocationError as exc:
-            if exc.code == MODEL_UNKNOWN:
+            if exc.code == ErrorCode.MODEL_UNKNOWN:
                 return CompactReply(status="skipped")  # no window to measure against
             raise
         usage = message.usage
@@ -202,12 +201,13 @@ class _Compactor:
             return given
         stored = await self.worker.trigger("state::get", {"scope": RUN_REQUESTS, "key": session_id})
         if stored is None:
-            raise InvocationError(MODEL_UNKNOWN, f"session {session_id} has no run request: pass `model`")
+            raise InvocationError(ErrorCode.MODEL_UNKNOWN, f"session {session_id} has no run request: pass `model`")
         run = _RunRequest.model_validate(stored)
         found = await self.worker.trigger("models::get", {"provider": run.provider, "model_id": run.model})
         if found is None:
             raise InvocationError(
-                MODEL_UNKNOWN, f"the catalog has no model {run.model} of provider {run.provider}: pass `model`"
+                ErrorCode.MODEL_UNKNOWN,
+                f"the catalog has no model {run.model} of provider {run.provider}: pass `model`",
             )
         return Model.model_validate(found)
 
@@ -247,7 +247,9 @@ class _Compactor:
             return CompactReply(status="overflow" if before >= window else "empty", tokens_before=before)
         summary = await self._summarise(model, messages[:cut])
         if not await lease.held():
-            raise InvocationError(LEASE_LOST, f"the compaction lease of {session_id} expired before the summary")
+            raise InvocationError(
+                ErrorCode.LEASE_LOST, f"the compaction lease of {session_id} expired before the summary"
+            )
         tail_start_id = rows[cut].entry_id
         written = await self.worker.trigger(
             "session-tree::compact",
@@ -315,12 +317,14 @@ class _Compactor:
             else:
                 final = reading.result()
         if final is None:
-            raise InvocationError(SUMMARY_FAILED, f"provider {model.provider}: {failure}")
+            raise InvocationError(ErrorCode.SUMMARY_FAILED, f"provider {model.provider}: {failure}")
         if final.stop_reason in ("error", "aborted"):
-            raise InvocationError(SUMMARY_FAILED, f"provider {model.provider}: {final.error_message or 'failed'}")
+            raise InvocationError(
+                ErrorCode.SUMMARY_FAILED, f"provider {model.provider}: {final.error_message or 'failed'}"
+            )
         text = "".join(block.text for block in final.content if isinstance(block, TextBlock)).strip()
         if not text:
-            raise InvocationError(SUMMARY_FAILED, f"provider {model.provider} returned no summary text")
+            raise InvocationError(ErrorCode.SUMMARY_FAILED, f"provider {model.provider} returned no summary text")
         return text
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from teamster.harness.contracts import ApiKeyCredential, Credential
 from teamster.protocol import InvocationError
 from teamster.protocol.access import mark
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 from teamster.storage.private import private_dir
 
@@ -44,7 +45,6 @@ ENV_VARS: dict[str, str] = {
 
 Provider = Annotated[str, Field(pattern=r"^[a-z0-9_-]+$", max_length=64)]
 Source = Literal["stored", "environment"]
-CREDENTIALS_CORRUPT = "CREDENTIALS_CORRUPT"
 
 FILE_SHAPE = TypeAdapter(dict[Provider, Credential])
 
@@ -110,7 +110,7 @@ class CredentialStore:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "file"
             raise InvocationError(
-                CREDENTIALS_CORRUPT,
+                ErrorCode.CREDENTIALS_CORRUPT,
                 f"{self.path} is not a valid credentials file ({where}: {first['msg']}); fix or remove it",
             ) from None
 

@@ -18,9 +18,9 @@ import uuid
 from typing import Any
 
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
-STATE_UPDATE_ERROR = "STATE_UPDATE_ERROR"
 AGAIN = "again"  # beside the claims; never a nonce (those are hex)
 
 
@@ -95,7 +95,7 @@ class Lease:
         """Apply `ops` atomically; the value before and after them."""
         reply = await self.worker.trigger("state::update", {"scope": self.scope, "key": self.key, "ops": list(ops)})
         if reply.get("errors"):
-            raise InvocationError(STATE_UPDATE_ERROR, f"{self.scope}/{self.key}: {reply['errors']}")
+            raise InvocationError(ErrorCode.STATE_UPDATE_ERROR, f"{self.scope}/{self.key}: {reply['errors']}")
         return reply["old_value"], reply["new_value"]
 
 

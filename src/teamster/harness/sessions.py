@@ -29,7 +29,7 @@ from teamster.harness.contracts import (
     UserMessage,
 )
 from teamster.harness.owned import OwnedCache
-from teamster.protocol.errors import InvocationError
+from teamster.protocol.errors import ErrorCode, InvocationError
 from teamster.sdk import Worker
 
 META_SCOPE = "session_tree_meta"
@@ -38,9 +38,6 @@ FORK_SUMMARY_THRESHOLD = 50  # a fork of a longer path starts from one branch_su
 SUMMARY_CHARS = 80
 ENTRIES_REMEMBERED = 256  # sessions whose entries the worker keeps in memory (it is their only writer)
 COMPACTED_PREFIX = "The conversation before this point was compacted into this summary:"
-
-SESSION_NOT_FOUND = "session_not_found"
-ENTRY_NOT_FOUND = "entry_not_found"
 
 
 def entries_scope(session_id: str) -> str:
@@ -301,7 +298,7 @@ def create_worker() -> Worker:
         """A new session holding the path up to from_entry_id (or one branch_summary when it is long)."""
         meta, entries = await store.source(req.source_session_id)
         if req.from_entry_id not in {e.id for e in entries}:
-            raise InvocationError(ENTRY_NOT_FOUND, f"no entry {req.from_entry_id} in {req.source_session_id}")
+            raise InvocationError(ErrorCode.ENTRY_NOT_FOUND, f"no entry {req.from_entry_id} in {req.source_session_id}")
         path = active_path(entries, req.from_entry_id)
         copies: list[SessionEntry]
         if len(path) > FORK_SUMMARY_THRESHOLD:
@@ -433,20 +430,20 @@ class _Store:
         """A session to copy from: its meta and entries; session_not_found when it does not exist."""
         meta = await self.meta(session_id)
         if meta is None:
-            raise InvocationError(SESSION_NOT_FOUND, f"no session {session_id}")
+            raise InvocationError(ErrorCode.SESSION_NOT_FOUND, f"no session {session_id}")
         return meta, await self.entries(session_id)
 
     async def update(self, scope: str, key: str, *ops: dict[str, Any]) -> Any:
         """Apply `ops` atomically; returns the old value."""
         reply = await self.worker.trigger("state::update", {"scope": scope, "key": key, "ops": list(ops)})
         if reply.get("errors"):
-            raise InvocationError("STATE_UPDATE_ERROR", f"{scope}/{key}: {reply['errors']}")
+            raise InvocationError(ErrorCode.STATE_UPDATE_ERROR, f"{scope}/{key}: {reply['errors']}")
         return reply.get("old_value")
 
     async def parent(self, session_id: str | None) -> str | None:
         """`session_id` when it names an existing session (or is None); session_not_found otherwise."""
         if session_id is not None and await self.meta(session_id) is None:
-            raise InvocationError(SESSION_NOT_FOUND, f"no parent session {session_id}")
+            raise InvocationError(ErrorCode.SESSION_NOT_FOUND, f"no parent session {session_id}")
         return session_id
 
     async def ensure(
@@ -489,7 +486,7 @@ class _Store:
         by_id = {e.id for e in known}
         parent = parent_id if parent_id is not None else active_leaf(known)
         if parent is not None and parent not in by_id:
-            raise InvocationError(ENTRY_NOT_FOUND, f"no entry {parent} in {session_id}")
+            raise InvocationError(ErrorCode.ENTRY_NOT_FOUND, f"no entry {parent} in {session_id}")
         timestamp = now_ms()
         ids: list[str] = []
         new: list[SessionEntry] = []
@@ -585,7 +582,7 @@ def active_path(entries: list[SessionEntry], leaf: str | None) -> list[SessionEn
     by_id = {e.id: e for e in entries}
     cursor = leaf if leaf is not None else active_leaf(entries)
     if cursor is not None and cursor not in by_id:
-        raise InvocationError(ENTRY_NOT_FOUND, f"no entry {cursor}")
+        raise InvocationError(ErrorCode.ENTRY_NOT_FOUND, f"no entry {cursor}")
     path: list[SessionEntry] = []
     while cursor is not None and cursor in by_id and len(path) <= len(by_id):  # the bound stops a corrupt cycle
         entry = by_id[cursor]

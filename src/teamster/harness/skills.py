@@ -12,14 +12,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
 SHIPPED = Path(__file__).with_name("skills")
 SEGMENT = re.compile(r"[a-z0-9_-]{1,64}")
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", re.DOTALL | re.MULTILINE)
-INVALID_ID = "INVALID_ID"
-INVALID_SKILL = "INVALID_SKILL"
-SKILL_NOT_FOUND = "SKILL_NOT_FOUND"
 
 
 class FrontMatter(BaseModel):
@@ -62,7 +60,9 @@ def parse_id(raw: str) -> str:
     """A bare id or `iii://id`, each `/` segment checked, so no id can leave its folder."""
     skill_id = raw.removeprefix("iii://")
     if not all(SEGMENT.fullmatch(segment) for segment in skill_id.split("/")):
-        raise InvocationError(INVALID_ID, f"invalid skill id {raw!r}: each segment must match [a-z0-9_-]{{1,64}}")
+        raise InvocationError(
+            ErrorCode.INVALID_ID, f"invalid skill id {raw!r}: each segment must match [a-z0-9_-]{{1,64}}"
+        )
     return skill_id
 
 
@@ -84,7 +84,9 @@ def split_front_matter(skill_id: str, text: str) -> tuple[FrontMatter, str]:
     try:
         return FrontMatter.model_validate(yaml.safe_load(match.group(1)) or {}), text[match.end() :]
     except (yaml.YAMLError, ValidationError) as exc:
-        raise InvocationError(INVALID_SKILL, f"{skill_id}: bad front matter: {' '.join(str(exc).split())}") from None
+        raise InvocationError(
+            ErrorCode.INVALID_SKILL, f"{skill_id}: bad front matter: {' '.join(str(exc).split())}"
+        ) from None
 
 
 def first_heading(body: str) -> str | None:
@@ -104,7 +106,7 @@ def read_skill(skill_id: str, path: Path) -> Skill:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise InvocationError(INVALID_SKILL, f"{skill_id}: not UTF-8 text") from None
+        raise InvocationError(ErrorCode.INVALID_SKILL, f"{skill_id}: not UTF-8 text") from None
     return Skill(**_describe(skill_id, text), modified_at=datetime.fromtimestamp(path.stat().st_mtime, UTC))
 
 
@@ -148,6 +150,6 @@ def create_worker(*, folder: str | Path = SHIPPED, user_folder: str | Path | Non
             path = root / f"{skill_id}.md"
             if path.is_file():
                 return read_skill(skill_id, path)
-        raise InvocationError(SKILL_NOT_FOUND, f"no skill {skill_id!r}")
+        raise InvocationError(ErrorCode.SKILL_NOT_FOUND, f"no skill {skill_id!r}")
 
     return worker

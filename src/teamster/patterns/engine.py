@@ -34,6 +34,7 @@ from teamster.patterns.agents import AgentCall, AgentError, AgentResult, OnStep,
 from teamster.patterns.events import ApprovalRequest
 from teamster.patterns.functions import INPUTS, InputClose, InputRecord, close_input, now_ms
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
 EVENTS = "agent::events"
@@ -180,7 +181,7 @@ class EngineAgents:
             await self.worker.trigger("approval::set_mode", {"session_id": session_id, "mode": mode})
         except InvocationError as exc:
             # With no approval worker (the thin profile) nothing is gated: "full" holds already.
-            if exc.code != "function_not_found" or mode != "full":
+            if exc.code != ErrorCode.FUNCTION_NOT_FOUND or mode != "full":
                 raise AgentError(f"{agent}: approval mode {mode!r} needs the approval worker: {exc.message}") from exc
 
     async def _start(self, call: AgentCall, session_id: str) -> None:

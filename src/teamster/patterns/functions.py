@@ -20,13 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from teamster.patterns.tools import ALL, Shape, Tool, ToolError
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
 INPUTS = "pattern_inputs"  # state scope: one InputRecord per request id
-INVALID_ARGUMENTS = "invalid_arguments"
-INPUT_NOT_FOUND = "input_not_found"
-INPUT_ANSWERED = "input_already_answered"
-INPUT_CLOSED = "input_closed"
 
 
 class InputClose(BaseModel):
@@ -100,7 +97,7 @@ async def close_input(worker: Worker, request_id: str, close: InputClose) -> Inp
         },
     )
     if reply.get("errors"):
-        raise InvocationError("STATE_UPDATE_ERROR", f"{INPUTS}/{request_id}: {reply['errors']}")
+        raise InvocationError(ErrorCode.STATE_UPDATE_ERROR, f"{INPUTS}/{request_id}: {reply['errors']}")
     return InputClose.model_validate(reply["new_value"]["closes"][0])
 
 
@@ -120,15 +117,15 @@ def create_worker() -> Worker:
     @worker.function("patterns::input::resolve", description="Answer a human-input request, once")
     async def resolve(req: Answer) -> Resolved:
         if await worker.trigger("state::get", {"scope": INPUTS, "key": req.request_id}) is None:
-            raise InvocationError(INPUT_NOT_FOUND, f"no input request {req.request_id}")
+            raise InvocationError(ErrorCode.INPUT_NOT_FOUND, f"no input request {req.request_id}")
         mine = InputClose(reason="answered", answer=req.answer)
         won = await close_input(worker, req.request_id, mine)
         if won.id == mine.id:
             return Resolved(request_id=req.request_id)
         if won.reason == "answered":
-            raise InvocationError(INPUT_ANSWERED, f"input request {req.request_id} was already answered")
+            raise InvocationError(ErrorCode.INPUT_ANSWERED, f"input request {req.request_id} was already answered")
         ended = "timed out" if won.reason == "timed_out" else "was closed: its run stopped waiting"
-        raise InvocationError(INPUT_CLOSED, f"input request {req.request_id} {ended}")
+        raise InvocationError(ErrorCode.INPUT_CLOSED, f"input request {req.request_id} {ended}")
 
     return worker
 
@@ -140,7 +137,7 @@ def _serve(worker: Worker, tool: Tool[Any, Any]) -> None:
         try:
             return tool.execute(arguments)
         except ToolError as exc:
-            raise InvocationError(INVALID_ARGUMENTS, str(exc)) from None
+            raise InvocationError(ErrorCode.INPUT_INVALID_ARGUMENTS, str(exc)) from None
 
     # The SDK derives the request schema, and validation, from the first parameter's type.
     handle.__annotations__ = {"arguments": _unchecked(tool.args), "return": dict[str, Any]}

@@ -14,8 +14,7 @@ from typing import Any
 
 import orjson
 
-from teamster.protocol import errors as codes
-from teamster.protocol.errors import InvocationError
+from teamster.protocol.errors import ErrorCode, InvocationError
 from teamster.protocol.jsontext import beyond_orjson
 
 MAX_JSON_DEPTH = 512
@@ -62,7 +61,7 @@ def check_stored(value: Any, max_bytes: int | None, setting: str, function_id: s
     except TypeError as refusal:
         if too_deep(value):
             raise InvocationError(
-                codes.VALUE_TOO_DEEP, f"value nests deeper than {MAX_JSON_DEPTH} levels", function_id=function_id
+                ErrorCode.VALUE_TOO_DEEP, f"value nests deeper than {MAX_JSON_DEPTH} levels", function_id=function_id
             ) from None
         try:
             size = len(beyond_orjson(value, refusal))
@@ -70,5 +69,5 @@ def check_stored(value: Any, max_bytes: int | None, setting: str, function_id: s
             return  # not JSON at all (an in-process caller's set, say): what stores or sends it refuses it
     if max_bytes is not None and size > max_bytes:
         raise InvocationError(
-            codes.VALUE_TOO_LARGE, f"value is {size} bytes; {setting} is {max_bytes}", function_id=function_id
+            ErrorCode.VALUE_TOO_LARGE, f"value is {size} bytes; {setting} is {max_bytes}", function_id=function_id
         )

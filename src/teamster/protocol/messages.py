@@ -11,8 +11,7 @@ from typing import Any, ClassVar
 import msgspec
 import orjson
 
-from teamster.protocol import errors as codes
-from teamster.protocol.errors import ProtocolError
+from teamster.protocol.errors import ErrorCode, ProtocolError
 from teamster.protocol.jsontext import beyond_orjson
 from teamster.protocol.limits import MAX_FRAME_DEPTH
 
@@ -254,7 +253,7 @@ def stand_in(raw: str | bytes, exc: ProtocolError) -> tuple[str, InvocationResul
     kind, invocation_id = fields.get("type"), fields.get("invocation_id")
     if invocation_id is None or kind not in ("invokefunction", "invocationresult"):
         return None
-    code = codes.PAYLOAD_TOO_DEEP if exc.reason == "too_deep" else codes.DESERIALIZATION_ERROR
+    code = ErrorCode.PAYLOAD_TOO_DEEP if exc.reason == "too_deep" else ErrorCode.DESERIALIZATION_ERROR
     what = "call" if kind == "invokefunction" else "result"
     return kind, InvocationResult(
         invocation_id=invocation_id,

@@ -1,6 +1,20 @@
 """Worker client: register functions and triggers, call other functions through the engine."""
 
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import (
+    Conflict,
+    ConnectionLost,
+    ErrorCode,
+    Forbidden,
+    FunctionNotFound,
+    InvalidPayload,
+    InvalidRequest,
+    InvocationFailed,
+    InvocationStopped,
+    NotFound,
+    StateUpdateFailed,
+    Timeout,
+)
 from teamster.sdk import telemetry
 from teamster.sdk.channels import ChannelReader, ChannelWriter
 from teamster.sdk.transport import Backoff
@@ -10,8 +24,20 @@ __all__ = [
     "Backoff",
     "ChannelReader",
     "ChannelWriter",
+    "Conflict",
+    "ConnectionLost",
     "Enqueue",
+    "ErrorCode",
+    "Forbidden",
+    "FunctionNotFound",
+    "InvalidPayload",
+    "InvalidRequest",
     "InvocationError",
+    "InvocationFailed",
+    "InvocationStopped",
+    "NotFound",
+    "StateUpdateFailed",
+    "Timeout",
     "TriggerInfo",
     "TriggerTypeHandler",
     "Void",

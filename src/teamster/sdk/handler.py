@@ -13,7 +13,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from teamster.engine.config import first_error
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 
 
 @dataclass(slots=True)
@@ -48,7 +48,9 @@ class Handler:
             except ValidationError as exc:
                 # One line, `fid: field: why`, as the built-ins say it; never the input itself (it may be a secret).
                 raise InvocationError(
-                    codes.DESERIALIZATION_ERROR, f"{function_id}: {first_error(exc, 'input')}", function_id=function_id
+                    ErrorCode.DESERIALIZATION_ERROR,
+                    f"{function_id}: {first_error(exc, 'input')}",
+                    function_id=function_id,
                 ) from None
         args = (data, metadata) if self.wants_metadata else (data,)
         if self.is_async:

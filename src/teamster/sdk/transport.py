@@ -18,7 +18,7 @@ from teamster.protocol import (
     decode,
     encode,
 )
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.frames import BINARY, LARGE_FRAME, TEXT
 from teamster.protocol.ids import rng
 from teamster.protocol.otlp import OTLP_FRAME_PREFIX, SpanRecord, encode_otlp
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("teamster.sdk")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-CONNECTION_LOST = "CONNECTION_LOST"
 REFUSED = frozenset({401, 403})  # the engine will not take this worker as it is: retrying cannot help
 
 
@@ -78,7 +77,7 @@ class LocalTransport:
     async def invoke(self, msg: InvokeFunction, timeout: float | None) -> Any:
         """A direct await; bounded only when the caller gave a timeout (nothing on the way can drop it)."""
         if self.conn is None:
-            raise InvocationError(CONNECTION_LOST, "worker is not attached", function_id=msg.function_id)
+            raise InvocationError(ErrorCode.CONNECTION_LOST, "worker is not attached", function_id=msg.function_id)
         if timeout is None:
             return await self.engine.router.invoke(self.conn, msg)
         try:
@@ -163,7 +162,7 @@ class WsTransport:
         try:
             frame = encode(msg)
         except ProtocolError as exc:
-            raise InvocationError(codes.SERIALIZATION_ERROR, str(exc), function_id=msg.function_id) from None
+            raise InvocationError(ErrorCode.SERIALIZATION_ERROR, str(exc), function_id=msg.function_id) from None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         iid = msg.invocation_id
@@ -195,12 +194,12 @@ class WsTransport:
         await self._connected.wait()
         ws = self._ws
         if ws is None:
-            raise InvocationError(CONNECTION_LOST, "not connected to the engine", function_id=msg.function_id)
+            raise InvocationError(ErrorCode.CONNECTION_LOST, "not connected to the engine", function_id=msg.function_id)
         try:
             await ws.send(TEXT, frame)
         except ConnectionError:
             raise InvocationError(
-                CONNECTION_LOST, "the engine connection is closing", function_id=msg.function_id
+                ErrorCode.CONNECTION_LOST, "the engine connection is closing", function_id=msg.function_id
             ) from None
 
     async def export_spans(self, spans: list[SpanRecord]) -> bool:
@@ -260,7 +259,9 @@ class WsTransport:
             for iid, future in list(self._pending.items()):
                 if not future.done():
                     future.set_exception(
-                        InvocationError(CONNECTION_LOST, "the engine connection closed before the result arrived")
+                        InvocationError(
+                            ErrorCode.CONNECTION_LOST, "the engine connection closed before the result arrived"
+                        )
                     )
                 self._pending.pop(iid, None)
 
@@ -284,5 +285,5 @@ def _expire(future: asyncio.Future[Any]) -> None:
 
 def timed_out(msg: InvokeFunction, timeout: float) -> InvocationError:
     return InvocationError(
-        "TIMEOUT", f"{msg.function_id} did not answer within {timeout:g} s", function_id=msg.function_id
+        ErrorCode.TIMEOUT, f"{msg.function_id} did not answer within {timeout:g} s", function_id=msg.function_id
     )

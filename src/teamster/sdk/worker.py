@@ -31,7 +31,7 @@ from teamster.protocol import (
     UnregisterTriggerType,
     WorkerRegistered,
 )
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.handles import declared
 from teamster.protocol.ids import new_id
 from teamster.sdk.channels import ChannelReader, ChannelWriter
@@ -225,7 +225,7 @@ class Worker:
         Over WebSocket a call is bounded by `timeout` (default: the worker's); in-process, only when given.
         """
         if self._transport is None:
-            raise InvocationError(codes.INVOCATION_ERROR, "worker is not connected: use connect() or attach()")
+            raise InvocationError(ErrorCode.INVOCATION_ERROR, "worker is not connected: use connect() or attach()")
         wire_action: dict[str, Any] | None = None
         if isinstance(action, Void):
             wire_action = {"type": "void"}
@@ -377,7 +377,7 @@ class Worker:
         try:
             await self._send(reply)
         except ProtocolError as exc:
-            reply.result, reply.error = None, {"code": codes.SERIALIZATION_ERROR, "message": str(exc)}
+            reply.result, reply.error = None, {"code": ErrorCode.SERIALIZATION_ERROR, "message": str(exc)}
             await self._send(reply)
 
     async def _run(
@@ -390,7 +390,7 @@ class Worker:
             record = self._records.functions.get(function_id)
             if record is None:
                 raise InvocationError(
-                    codes.FUNCTION_NOT_FOUND,
+                    ErrorCode.FUNCTION_NOT_FOUND,
                     f"{function_id} is not served by worker {self.name}",
                     function_id=function_id,
                 )
@@ -400,7 +400,7 @@ class Worker:
             raise
         except Exception as exc:
             error = InvocationError(
-                codes.INVOCATION_FAILED,
+                ErrorCode.INVOCATION_FAILED,
                 str(exc) or type(exc).__name__,
                 stacktrace=traceback.format_exc(),
                 function_id=function_id,
@@ -426,14 +426,14 @@ class Worker:
         try:
             await handler.register_trigger(info)
         except Exception as exc:
-            error = {"code": codes.TRIGGER_REGISTRATION_FAILED, "message": str(exc)}
+            error = {"code": ErrorCode.TRIGGER_REGISTRATION_FAILED, "message": str(exc)}
         await self._send(
             TriggerRegistrationResult(id=msg.id, trigger_type=trigger_type, function_id=msg.function_id, error=error)
         )
 
     def _rejected(self, msg: RegistrationRejected) -> None:
         self.rejections.append(msg)
-        if msg.code == codes.FUNCTION_NAMESPACE_CONFLICT and msg.function_id is not None:
+        if msg.code == ErrorCode.FUNCTION_NAMESPACE_CONFLICT and msg.function_id is not None:
             log.error(
                 "%s is already served by worker %s; this worker will not serve it", msg.function_id, msg.owner_worker_id
             )

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from teamster.app.output import JsonFlag, UserError, execute, print_json, say, when
 from teamster.app.remote import DEFAULT_ENGINE, connected
+from teamster.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
     from teamster.harness.budget import Budget
@@ -175,15 +176,14 @@ async def _with_engine(url: str, work: Callable[[Worker], Awaitable[Any]]) -> An
 
 async def _call(worker: Worker, function_id: str, payload: dict[str, Any], reply: type[M]) -> M:
     """One budget function; its failure as one line that says what to do."""
-    from teamster.harness.budget import BUDGET_NOT_FOUND
     from teamster.protocol import InvocationError
 
     try:
         return reply.model_validate(await worker.trigger(function_id, payload))
     except InvocationError as exc:
-        if exc.code == BUDGET_NOT_FOUND:
+        if exc.code == ErrorCode.BUDGET_NOT_FOUND:
             raise UserError(f"no budget {payload.get('budget_id')}: `teamster budget list` shows them") from None
-        if exc.code == "function_not_found":
+        if exc.code == ErrorCode.FUNCTION_NOT_FOUND:
             raise UserError(
                 "the engine has no budget worker: start it with `teamster up` (the thick profile) or pass --engine-url"
             ) from None

@@ -25,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
 from teamster.app.output import UserError, execute, quiet_logs, stderr
+from teamster.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
     from teamster.app.questions import Answer, Decide
@@ -346,7 +347,7 @@ async def _call(worker: Any, function_id: str, payload: dict[str, Any], flag: st
     try:
         return await worker.trigger(function_id, payload)
     except InvocationError as exc:
-        if exc.code == "function_not_found":
+        if exc.code == ErrorCode.FUNCTION_NOT_FOUND:
             raise UserError(
                 f"{flag}: the engine has no {function_id}: run it with `teamster up` (thick profile)"
             ) from None

@@ -13,6 +13,7 @@ from teamster.app.openapi import document
 from teamster.app.schemas import Health
 from teamster.patterns.request import PATTERN_NAMES
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 
 STATIC = resources.files("teamster.app") / "static"
 TYPES = {
@@ -71,7 +72,7 @@ def _file(name: str) -> Reply:
     suffix = name[name.rfind(".") :] if "." in name else ""
     found = STATIC / name
     if "/" in name or name.startswith(".") or suffix not in TYPES or not found.is_file():
-        raise ApiError.not_found("not_found", f"no file {name}")
+        raise ApiError.not_found(ErrorCode.FILE_NOT_FOUND, f"no file {name}")
     return Reply(
         found.read_text(encoding="utf-8"), headers={"content-type": TYPES[suffix], "cache-control": "no-cache"}
     )

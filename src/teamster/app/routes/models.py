@@ -12,6 +12,7 @@ from teamster.app.schemas import ModelList, ModelRow, Ok, ProviderList, Provider
 from teamster.harness import catalog
 from teamster.harness.contracts import Model
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 
 RUNNABLE = frozenset({"scripted", "local", "openai", "anthropic"})  # providers with a stream worker
 KEYLESS = frozenset({"scripted", "local"})
@@ -28,7 +29,7 @@ def routes(app: App) -> list[Route]:
         try:
             listed = [Model.model_validate(m) for m in (await app.worker.trigger("models::list", {}))["models"]]
         except InvocationError as exc:
-            if exc.code != "function_not_found":
+            if exc.code != ErrorCode.FUNCTION_NOT_FOUND:
                 raise
             listed = list(catalog.load([catalog.SHIPPED]).values())  # the thin profile runs no catalog worker
         return ModelList(models=[_row(model, keys) for model in listed])

@@ -9,8 +9,9 @@ from teamster.app.errors import ApiError
 from teamster.app.http import Reply, Request, Route
 from teamster.app.schemas import Fork, Forked, SessionList, SessionQuery, SessionTree
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 
-NOT_FOUND_CODES = frozenset({"session_not_found", "entry_not_found"})
+NOT_FOUND_CODES = frozenset({ErrorCode.SESSION_NOT_FOUND, ErrorCode.ENTRY_NOT_FOUND})
 
 
 def routes(app: App) -> list[Route]:
@@ -25,7 +26,7 @@ def routes(app: App) -> list[Route]:
     async def meta(session_id: str) -> dict[str, Any]:
         found = await call("get", {"session_id": session_id})
         if found is None:
-            raise ApiError.not_found("session_not_found", f"no session {session_id}")
+            raise ApiError.not_found(ErrorCode.SESSION_NOT_FOUND, f"no session {session_id}")
         return dict(found)
 
     async def listing(req: Request) -> SessionList:

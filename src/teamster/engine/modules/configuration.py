@@ -19,17 +19,11 @@ from teamster.engine.config import ConfigError, expand_env
 from teamster.engine.modules.state import storage_errors
 from teamster.engine.registry import Invocation
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
 from teamster.protocol.access import mark
+from teamster.protocol.errors import ErrorCode
 from teamster.storage import StateChange, compare_and_set
 
 SCOPE = "__teamster::configuration"  # one state key per id: {id, name, description, schema, value, metadata?}
-INVALID_ID = "INVALID_ID"
-NOT_REGISTERED = "NOT_REGISTERED"
-NOT_FOUND = "NOT_FOUND"
-SCHEMA_INVALID = "SCHEMA_INVALID"
-EXPAND_FAILED = "EXPAND_FAILED"
-ADAPTER_ERROR = "ADAPTER_ERROR"
 
 _ID = re.compile(r"[a-z0-9_-]{1,64}")  # iii's rule, so an id teamster accepts is one iii accepts
 _LONE_PLACEHOLDER = re.compile(r"\s*\$\{[^}]*\}\s*")
@@ -108,7 +102,9 @@ class Configuration(Module):
             validator_for(req.json_schema, default=Draft202012Validator).check_schema(req.json_schema)
         except SchemaError as exc:
             raise InvocationError(
-                SCHEMA_INVALID, f"{inv.function_id}: invalid JSON Schema: {_where(exc)}", function_id=inv.function_id
+                ErrorCode.SCHEMA_INVALID,
+                f"{inv.function_id}: invalid JSON Schema: {_where(exc)}",
+                function_id=inv.function_id,
             ) from None
         if req.initial_value is not None:
             _check_value(req.json_schema, req.initial_value, req.id, inv.function_id)
@@ -136,7 +132,7 @@ class Configuration(Module):
         def replaced(old: Stored | None) -> Stored:
             if old is None:
                 raise InvocationError(
-                    NOT_REGISTERED,
+                    ErrorCode.NOT_REGISTERED,
                     f"{inv.function_id}: {req.id!r} is not registered; call configuration::register first",
                     function_id=inv.function_id,
                 )
@@ -155,14 +151,14 @@ class Configuration(Module):
             value = expand(entry["value"])
         except ConfigError as exc:
             raise InvocationError(
-                EXPAND_FAILED, f"{inv.function_id}: {req.id!r}: {exc}", function_id=inv.function_id
+                ErrorCode.EXPAND_FAILED, f"{inv.function_id}: {req.id!r}: {exc}", function_id=inv.function_id
             ) from None
         # The environment may have changed since the value was set: never hand out one that breaks the schema.
         _check_match(entry["schema"], value, req.id, inv.function_id)
         return {"id": req.id, "value": value}
 
     async def _list(self, inv: Invocation) -> dict[str, Any]:
-        with storage_errors(ADAPTER_ERROR, inv.function_id):
+        with storage_errors(ErrorCode.ADAPTER_ERROR, inv.function_id):
             entries = await self.engine.storage.state.list(SCOPE)
         return {"configurations": [_view(entry) for _, entry in entries]}
 
@@ -171,10 +167,12 @@ class Configuration(Module):
         return _view(await self._read(req.id, inv.function_id))
 
     async def _read(self, config_id: str, function_id: str) -> Stored:
-        with storage_errors(ADAPTER_ERROR, function_id):
+        with storage_errors(ErrorCode.ADAPTER_ERROR, function_id):
             stored = await self.engine.storage.state.get(SCOPE, config_id)
         if stored is None:
-            raise InvocationError(NOT_FOUND, f"{function_id}: {config_id!r} is not registered", function_id=function_id)
+            raise InvocationError(
+                ErrorCode.NOT_FOUND, f"{function_id}: {config_id!r} is not registered", function_id=function_id
+            )
         entry: Stored = stored.value
         return entry
 
@@ -182,7 +180,7 @@ class Configuration(Module):
         self, config_id: str, compute: Callable[[Stored | None], Stored], function_id: str
     ) -> tuple[Stored | None, Stored]:
         """Store `compute(old)` with compare-and-set, recomputing until no other write got in between."""
-        with storage_errors(ADAPTER_ERROR, function_id):
+        with storage_errors(ErrorCode.ADAPTER_ERROR, function_id):
             replaced, new = await compare_and_set(
                 self.engine.storage.state,
                 SCOPE,
@@ -216,7 +214,7 @@ def _check_may_name_env(inv: Invocation, value: Any) -> None:
     if session is None or session.allows(inv.function_id, "default", mark("secret")) or not _names_env(value):
         return
     raise InvocationError(
-        codes.FORBIDDEN,
+        ErrorCode.FORBIDDEN,
         f"{inv.function_id}: a value naming ${{VAR}} reads the engine's environment; "
         "only provider and admin connections may write one",
         function_id=inv.function_id,
@@ -264,7 +262,7 @@ def _expanded_if_possible(value: Any) -> Any:
 def _check_id(config_id: str, function_id: str) -> None:
     if not _ID.fullmatch(config_id):
         raise InvocationError(
-            INVALID_ID,
+            ErrorCode.INVALID_ID,
             f"{function_id}: invalid configuration id {config_id!r}: it must match [a-z0-9_-]{{1,64}}",
             function_id=function_id,
         )
@@ -288,7 +286,7 @@ def _check_match(schema: dict[str, Any] | bool, applied: Any, config_id: str, fu
         problems = [f"the schema has a $ref that cannot be resolved: {exc}"]
     if problems:
         raise InvocationError(
-            SCHEMA_INVALID,
+            ErrorCode.SCHEMA_INVALID,
             f"{function_id}: the value of {config_id!r} does not match its schema: {'; '.join(problems)}",
             function_id=function_id,
         )

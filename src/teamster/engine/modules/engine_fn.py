@@ -15,7 +15,7 @@ from teamster.engine.rbac import Session
 from teamster.engine.registry import FunctionEntry, Invocation
 from teamster.engine.triggers import Binding, TriggerConfigError
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 
 DURABLE_SCOPE = "__teamster::triggers"
 CATALOGUE_POLL_S = 5.0
@@ -141,7 +141,9 @@ class EngineFunctions(Module):
         req = parse(FunctionInfo, inv.data, inv.function_id)
         ids = req.function_ids or ([req.function_id] if req.function_id else [])
         if not ids:
-            raise InvocationError("INVALID_ARGUMENTS", "give function_id or function_ids", function_id=inv.function_id)
+            raise InvocationError(
+                ErrorCode.INVALID_ARGUMENTS, "give function_id or function_ids", function_id=inv.function_id
+            )
         session = inv.session
         found = []
         for function_id in ids:
@@ -185,7 +187,7 @@ class EngineFunctions(Module):
         req = parse(WorkerInfo, inv.data, inv.function_id)
         conn = self.engine.worker_names.get((req.namespace, req.name))
         if conn is None:
-            raise InvocationError("WORKER_NOT_FOUND", f"no worker {req.name!r} in namespace {req.namespace}")
+            raise InvocationError(ErrorCode.WORKER_NOT_FOUND, f"no worker {req.name!r} in namespace {req.namespace}")
         return {
             **_worker_row(conn),
             "info": conn.info,
@@ -206,7 +208,7 @@ class EngineFunctions(Module):
         req = parse(ById, inv.data, inv.function_id)
         tt = self.engine.triggers.types.get((req.namespace or "default", req.id or ""))
         if tt is None:
-            raise InvocationError("TRIGGER_TYPE_NOT_FOUND", f"no trigger type {req.id!r}")
+            raise InvocationError(ErrorCode.TRIGGER_TYPE_NOT_FOUND, f"no trigger type {req.id!r}")
         return {
             **tt.summary(),
             "trigger_request_format": tt.trigger_request_format,
@@ -221,18 +223,18 @@ class EngineFunctions(Module):
         req = parse(ById, inv.data, inv.function_id)
         binding = self.engine.triggers.bindings.get(req.id or "")
         if binding is None:
-            raise InvocationError("TRIGGER_NOT_FOUND", f"no trigger {req.id!r}")
+            raise InvocationError(ErrorCode.TRIGGER_NOT_FOUND, f"no trigger {req.id!r}")
         return {**binding.summary(), "metadata": binding.metadata, "durable": binding.owner is None}
 
     async def _register_durable(self, inv: Invocation) -> dict[str, Any]:
         req = parse(RegisterTrigger, inv.data, inv.function_id)
         if req.trigger_namespace is not None and not req.trigger_namespace.strip():
-            raise InvocationError(codes.INVALID_NAMESPACE, "trigger_namespace must not be blank")
+            raise InvocationError(ErrorCode.INVALID_NAMESPACE, "trigger_namespace must not be blank")
         session = inv.session
         if session is not None:  # as on the `registertrigger` path, minus the hook
             if not session.allows_trigger_type(req.trigger_type):
                 raise InvocationError(
-                    codes.FORBIDDEN, f"Trigger type '{req.trigger_type}' is not allowed for this session."
+                    ErrorCode.FORBIDDEN, f"Trigger type '{req.trigger_type}' is not allowed for this session."
                 )
             req.function_id = session.prefixed(req.function_id)
             # iii skips this check here; without it a binding would reach what the session may not call.
@@ -240,7 +242,7 @@ class EngineFunctions(Module):
             session.check_call(req.function_id, "default", target.metadata if target is not None else None)
             denied = self.engine.binding_denial(session, req.trigger_type, req.config)
             if denied is not None:
-                raise InvocationError(codes.FORBIDDEN, denied, function_id=inv.function_id)
+                raise InvocationError(ErrorCode.FORBIDDEN, denied, function_id=inv.function_id)
         binding_id = str(uuid.uuid4())
         record = req.model_dump()
         await self._bind_durable(binding_id, record, strict=True)
@@ -275,7 +277,7 @@ class EngineFunctions(Module):
             await self.engine.triggers.add_binding(binding)
         except TriggerConfigError as exc:
             if strict:
-                raise InvocationError(codes.TRIGGER_REGISTRATION_FAILED, str(exc)) from None
+                raise InvocationError(ErrorCode.TRIGGER_REGISTRATION_FAILED, str(exc)) from None
             self.engine.triggers.bindings[binding_id] = binding  # keep it parked; a later provider may accept it
 
     async def _watch_catalogue(self) -> None:
@@ -305,8 +307,10 @@ def _visible(session: Session | None, entry: FunctionEntry) -> bool:
 def _unavailable(entry: FunctionEntry | None, function_id: str, namespace: str) -> InvocationError:
     """`engine::functions::info` on one id that is unknown, or known but hidden from the caller's session."""
     if entry is None:
-        return InvocationError(codes.FUNCTION_NOT_FOUND, f"Function {function_id} not found in namespace {namespace}")
-    return InvocationError(codes.FORBIDDEN, f"Function '{function_id}' is not visible to this session.")
+        return InvocationError(
+            ErrorCode.FUNCTION_NOT_FOUND, f"Function {function_id} not found in namespace {namespace}"
+        )
+    return InvocationError(ErrorCode.FORBIDDEN, f"Function '{function_id}' is not visible to this session.")
 
 
 def _is_internal(entry: FunctionEntry) -> bool:

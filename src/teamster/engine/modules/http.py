@@ -37,6 +37,7 @@ from teamster.engine.modules.http_routes import (
 )
 from teamster.engine.triggers import Binding
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.limits import MAX_JSON_DEPTH, too_deep
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ class Http(Module):
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         if self._in_flight >= self.config.concurrency_request_limit:
-            return error_response(503, "SERVICE_UNAVAILABLE", "too many concurrent requests")
+            return error_response(503, ErrorCode.SERVICE_UNAVAILABLE, "too many concurrent requests")
         self._in_flight += 1
         try:
             return await self._dispatch(request)
@@ -158,7 +159,7 @@ class Http(Module):
         if _is_preflight(request):
             return self._gate.preflight(request)
         if found is None:
-            return error_response(404, "NOT_FOUND", f"no route for {request.method} {request.path}")
+            return error_response(404, ErrorCode.NOT_FOUND, f"no route for {request.method} {request.path}")
         exchange = Exchange(self.engine, request, *found, keep_authorization=not self._gate.authorized(request))
         try:
             outcome = await self._outcome(exchange)
@@ -202,7 +203,7 @@ class Http(Module):
                 return await self._pipeline(exchange)
         except TimeoutError:
             function_id = exchange.route.binding.function_id
-            return error_response(504, "TIMEOUT", f"{function_id} did not respond in time")
+            return error_response(504, ErrorCode.TIMEOUT, f"{function_id} did not respond in time")
         except InvocationError as exc:
             log.warning("HTTP %s %s: %s: %s", request.method, request.path, exc.code, exc.message)
             return error_response(500, exc.code, exc.message)
@@ -210,7 +211,7 @@ class Http(Module):
             raise
         except Exception:
             log.exception("HTTP %s %s failed", request.method, request.path)
-            return error_response(500, "INTERNAL_ERROR", "internal server error")
+            return error_response(500, ErrorCode.INTERNAL_ERROR, "internal server error")
 
     async def _pipeline(self, exchange: Exchange) -> web.StreamResponse | StreamState:
         """Global middleware, condition, route middleware, handler: the first to answer wins."""
@@ -220,7 +221,7 @@ class Http(Module):
         if (refused := await exchange.read_request()) is not None:
             return refused
         if not await exchange.condition_holds():
-            return error_response(422, "CONDITION_NOT_MET", "request condition not met", skipped=True)
+            return error_response(422, ErrorCode.CONDITION_NOT_MET, "request condition not met", skipped=True)
         for function_id in exchange.route.config.middleware_function_ids:
             if (early := await exchange.middleware(function_id, exchange.route.binding.namespace)) is not None:
                 return early
@@ -275,7 +276,7 @@ class Exchange:
             try:
                 body = _json_or_none(await self.request.read())
             except _TooDeep:
-                return refusal(400, "bad_request", f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+                return refusal(400, ErrorCode.BAD_REQUEST, f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
             await self.request_body.close_writer()
         else:
             self._pump = self._spawn(_pump_body(self.request, self.request_body))

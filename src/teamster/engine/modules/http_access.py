@@ -14,6 +14,7 @@ from aiohttp import web
 
 from teamster.engine.access import ListenerAccess, bearer, host_allowed, origin_allowed, token_matches
 from teamster.engine.modules.http_response import refusal
+from teamster.protocol.errors import ErrorCode
 
 
 class Gate:
@@ -29,9 +30,11 @@ class Gate:
         """403/421 for a foreign origin or host, before anything else; None when the caller may go on."""
         if self.token is None and not host_allowed(request.headers.get("Host"), self.hosts):
             host = request.headers.get("Host", "")
-            return refusal(421, "unknown_host", f"this server does not answer for Host {host!r}; see allowed_hosts")
+            return refusal(
+                421, ErrorCode.UNKNOWN_HOST, f"this server does not answer for Host {host!r}; see allowed_hosts"
+            )
         if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), self.origins):
-            return refusal(403, "forbidden_origin", f"origin {request.headers['Origin']!r} is not allowed")
+            return refusal(403, ErrorCode.FORBIDDEN_ORIGIN, f"origin {request.headers['Origin']!r} is not allowed")
         return None
 
     def refuse_unauthorized(self, request: web.Request, public: bool) -> web.Response | None:
@@ -39,7 +42,7 @@ class Gate:
         if self.token is None or public or self.authorized(request):
             return None
         why = "missing bearer token" if "Authorization" not in request.headers else "wrong token"
-        return refusal(401, "unauthorized", f"unauthorized: {why}; send Authorization: Bearer <TEAMSTER_TOKEN>")
+        return refusal(401, ErrorCode.UNAUTHORIZED, f"unauthorized: {why}; send Authorization: Bearer <TEAMSTER_TOKEN>")
 
     def authorized(self, request: web.Request) -> bool:
         """Whether the request carries this listener's token."""

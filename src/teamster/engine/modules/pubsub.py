@@ -11,6 +11,7 @@ from teamster.engine.builtin import Input, Module, config_of, parse
 from teamster.engine.registry import Invocation
 from teamster.engine.triggers import Binding
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 
 
 class Publish(Input):
@@ -53,5 +54,7 @@ class PubSub(Module):
     async def _publish(self, inv: Invocation) -> None:
         req = parse(Publish, inv.data, inv.function_id)
         if not req.topic:
-            raise InvocationError("topic_not_set", "publish: topic must not be empty", function_id=inv.function_id)
+            raise InvocationError(
+                ErrorCode.TOPIC_NOT_SET, "publish: topic must not be empty", function_id=inv.function_id
+            )
         await self.engine.storage.pubsub.publish(req.topic, req.data)

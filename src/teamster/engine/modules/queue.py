@@ -33,7 +33,7 @@ from teamster.engine.builtin import BindingSet, Input, Module, parse
 from teamster.engine.registry import FunctionEntry, Invocation
 from teamster.engine.triggers import Binding
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 from teamster.storage import QueueAdapter, QueueMessage
 
 log = logging.getLogger("teamster.engine")
@@ -215,7 +215,7 @@ class QueueModule(Module):
         if message.queue.startswith(DURABLE_PREFIX):
             subscription = self._subscription(message.queue)
             if subscription is None:  # the subscriber's worker is away: keep the message for its return
-                raise InvocationError(codes.FUNCTION_NOT_FOUND, f"no durable subscriber feeds {message.queue}")
+                raise InvocationError(ErrorCode.FUNCTION_NOT_FOUND, f"no durable subscriber feeds {message.queue}")
             condition = subscription.condition_function_id or None
             if not await self.engine.condition_holds(condition, message.data, message.namespace):
                 return
@@ -230,7 +230,7 @@ class QueueModule(Module):
     def unowned(self, message: QueueMessage, exc: Exception) -> bool:
         """Whether a delivery failed only because nothing serves the message: the engine found no
         function (or no durable subscriber) for it. A worker's own `function_not_found` is a failure."""
-        if not isinstance(exc, InvocationError) or exc.code != codes.FUNCTION_NOT_FOUND:
+        if not isinstance(exc, InvocationError) or exc.code != ErrorCode.FUNCTION_NOT_FOUND:
             return False
         return self._missing(message)
 
@@ -259,7 +259,7 @@ class QueueModule(Module):
             value = data.get(field) if isinstance(data, dict) else None
             if value is None:
                 raise InvocationError(
-                    codes.ENQUEUE_ERROR,
+                    ErrorCode.ENQUEUE_ERROR,
                     f"queue {queue} is fifo: the message needs its group field {field!r}",
                     function_id=function_id,
                 )
@@ -390,7 +390,7 @@ class QueueModule(Module):
         due = [key for key, until in self._parked.items() if until <= now]
         for namespace, function_id in due:
             reason = (
-                f"{codes.FUNCTION_NOT_FOUND}: no worker registered {function_id} in namespace {namespace}"
+                f"{ErrorCode.FUNCTION_NOT_FOUND}: no worker registered {function_id} in namespace {namespace}"
                 " within wait_for_function_ms"
             )
             for queue in await self.queues.expire_parked(namespace, function_id, now, reason):

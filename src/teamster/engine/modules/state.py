@@ -14,7 +14,7 @@ from teamster.engine.rbac import Session
 from teamster.engine.registry import Invocation
 from teamster.engine.reserved_names import ReservedNames, check_patterns, outsider
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.handles import handles
 from teamster.protocol.limits import MAX_VALUE_BYTES, check_stored
 from teamster.storage import Entry, StateChange, compare_and_set
@@ -98,14 +98,14 @@ class State(Module):
     async def _set(self, inv: Invocation) -> dict[str, Any]:
         req = parse(SetValue, inv.data, inv.function_id)
         self._check_scope(inv, req.scope)
-        old, new, _ = await self._replace(req, lambda _: (req.value, []), "SET_ERROR", inv.function_id)
+        old, new, _ = await self._replace(req, lambda _: (req.value, []), ErrorCode.SET_ERROR, inv.function_id)
         return {"old_value": old, "new_value": new}
 
     @handles("state::get", description="Read the value under scope/key")
     async def _get(self, inv: Invocation) -> Any:
         req = parse(Key, inv.data, inv.function_id)
         self._check_scope(inv, req.scope)
-        with storage_errors("GET_ERROR", inv.function_id):
+        with storage_errors(ErrorCode.GET_ERROR, inv.function_id):
             entry = await self.engine.storage.state.get(req.scope, req.key)
         return None if entry is None else entry.value
 
@@ -113,7 +113,7 @@ class State(Module):
     async def _delete(self, inv: Invocation) -> Any:
         req = parse(Key, inv.data, inv.function_id)
         self._check_scope(inv, req.scope)
-        with storage_errors("DELETE_ERROR", inv.function_id):
+        with storage_errors(ErrorCode.DELETE_ERROR, inv.function_id):
             entry = await self.engine.storage.state.delete(req.scope, req.key)
         return None if entry is None else entry.value
 
@@ -122,7 +122,7 @@ class State(Module):
         req = parse(Update, inv.data, inv.function_id)
         self._check_scope(inv, req.scope)
         old, new, errors = await self._replace(
-            req, lambda old: apply_ops(req.ops, old), "UPDATE_ERROR", inv.function_id
+            req, lambda old: apply_ops(req.ops, old), ErrorCode.UPDATE_ERROR, inv.function_id
         )
         return change_result(old, new, errors)
 
@@ -130,12 +130,12 @@ class State(Module):
     async def _list(self, inv: Invocation) -> list[Any]:
         req = parse(Scope, inv.data, inv.function_id)
         self._check_scope(inv, req.scope)
-        with storage_errors("LIST_ERROR", inv.function_id):
+        with storage_errors(ErrorCode.LIST_ERROR, inv.function_id):
             return [value for _, value in await self.engine.storage.state.list(req.scope)]
 
     @handles("state::list_groups", description="List the scopes that hold values")
     async def _list_groups(self, inv: Invocation) -> dict[str, Any]:
-        with storage_errors("LIST_GROUPS_ERROR", inv.function_id):
+        with storage_errors(ErrorCode.LIST_GROUPS_ERROR, inv.function_id):
             scopes = await self.engine.storage.state.scopes()
         hide_reserved = outsider(inv.session)
         shown = [s for s in scopes if not s.startswith(INTERNAL_PREFIX)]
@@ -148,7 +148,7 @@ class State(Module):
         are the in-process workers' (`reserved_scopes`)."""
         if scope.startswith(INTERNAL_PREFIX) and outsider(inv.session):
             raise InvocationError(
-                codes.FORBIDDEN,
+                ErrorCode.FORBIDDEN,
                 f"{inv.function_id}: scope '{scope}' is the engine's own; only admin connections reach it",
                 function_id=inv.function_id,
             )

@@ -16,6 +16,7 @@ from teamster.engine.rbac import Session
 from teamster.engine.registry import Invocation
 from teamster.engine.reserved_names import ReservedNames, check_patterns, outsider
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 from teamster.protocol.limits import MAX_VALUE_BYTES, check_stored
 from teamster.storage import StreamAdapter
 
@@ -145,7 +146,7 @@ class Streams(Module):
             old = await self._store.set(req.stream_name, req.group_id, req.item_id, req.data)
             return change_result(old, req.data, [])
 
-        result = await self._run("set", req, "STREAM_SET_ERROR", store)
+        result = await self._run("set", req, ErrorCode.STREAM_SET_ERROR, store)
         self._notify_change(req, result, inv.function_id)
         return result
 
@@ -164,7 +165,7 @@ class Streams(Module):
         return await self._run(
             "get",
             req,
-            "STREAM_GET_ERROR",
+            ErrorCode.STREAM_GET_ERROR,
             lambda: self._store.get(req.stream_name, req.group_id, req.item_id),
         )
 
@@ -175,7 +176,7 @@ class Streams(Module):
         async def store() -> dict[str, Any]:
             return {"old_value": await self._store.delete(req.stream_name, req.group_id, req.item_id)}
 
-        result = await self._run("delete", req, "STREAM_DELETE_ERROR", store)
+        result = await self._run("delete", req, ErrorCode.STREAM_DELETE_ERROR, store)
         old = _object(result, inv.function_id).get("old_value")
         if old is not None:
             self._notify(req, req.item_id, {"type": "delete", "data": old})
@@ -188,18 +189,18 @@ class Streams(Module):
 
     async def _list_group(self, req: Group) -> Any:
         return await self._run(
-            "list", req, "STREAM_GET_GROUP_ERROR", lambda: self._store.list(req.stream_name, req.group_id)
+            "list", req, ErrorCode.STREAM_GET_GROUP_ERROR, lambda: self._store.list(req.stream_name, req.group_id)
         )
 
     async def _list_groups(self, inv: Invocation) -> Any:
         req = parse(Stream, inv.data, inv.function_id)
         self._check_name(inv, req.stream_name)
         return await self._run(
-            "list_groups", req, "STREAM_LIST_GROUPS_ERROR", lambda: self._store.groups(req.stream_name)
+            "list_groups", req, ErrorCode.STREAM_LIST_GROUPS_ERROR, lambda: self._store.groups(req.stream_name)
         )
 
     async def _list_all(self, inv: Invocation) -> dict[str, Any]:
-        with storage_errors("STREAM_LIST_ALL_ERROR", inv.function_id):
+        with storage_errors(ErrorCode.STREAM_LIST_ALL_ERROR, inv.function_id):
             streams = await self._store.streams()
         if outsider(inv.session):
             streams = [row for row in streams if not self._reserved.covers(str(row.get("id")))]
@@ -224,7 +225,7 @@ class Streams(Module):
             await self._store.set(req.stream_name, req.group_id, req.item_id, new)
             return change_result(old, new, errors)
 
-        result = await self._run("update", req, "STREAM_UPDATE_ERROR", store)
+        result = await self._run("update", req, ErrorCode.STREAM_UPDATE_ERROR, store)
         self._notify_change(req, result, inv.function_id)
         return result
 
@@ -265,7 +266,7 @@ def _object(result: Any, function_id: str) -> dict[str, Any]:
     """A custom stream's result, which must be an object like the built-in's."""
     if not isinstance(result, dict):
         raise InvocationError(
-            "STREAM_RESULT_ERROR",
+            ErrorCode.STREAM_RESULT_ERROR,
             f"custom stream returned {type(result).__name__}, expected an object",
             function_id=function_id,
         )

@@ -17,9 +17,10 @@ from teamster.engine.channels import Channel
 from teamster.engine.config import DEFAULT_WS_PORT
 from teamster.engine.connection import WsConnection
 from teamster.engine.listener import listen
-from teamster.engine.rbac import AUTH_ERROR, AuthError, RbacConfig, Session, open_session, role_session
+from teamster.engine.rbac import AuthError, RbacConfig, Session, open_session, role_session
 from teamster.engine.worker_access import Gate, WorkerAccess
 from teamster.protocol import Error, ProtocolError, decode, encode, stand_in
+from teamster.protocol.errors import ErrorCode
 
 log = logging.getLogger("teamster.engine")
 
@@ -145,7 +146,7 @@ class WorkerManager(Module):
         except AuthError as exc:
             log.info("worker from %s refused: %s", request.remote, exc)
             with contextlib.suppress(ConnectionError):  # it may have gone already
-                await ws.send_str(encode(Error(error={"code": AUTH_ERROR, "message": str(exc)})).decode())
+                await ws.send_str(encode(Error(error={"code": ErrorCode.AUTH_ERROR, "message": str(exc)})).decode())
             await ws.close(code=1008, message=b"authentication failed")
             return None
 

@@ -21,15 +21,14 @@ from teamster.harness.orchestrator.prompt import AGENT_TRIGGER
 from teamster.harness.orchestrator.record import Call, PreparedCall
 from teamster.harness.orchestrator.runtime import Runtime, now_ms
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
 from teamster.protocol.access import access_of
+from teamster.protocol.errors import ErrorCode
 
 log = logging.getLogger("teamster.harness")
 
 BEFORE_TOPIC = "agent::before_function_call"
 AFTER_TOPIC = "agent::after_function_call"
 # Our own link to the engine broke: whether the call ran is unknown, so it is no result to record.
-LINK_LOST = "CONNECTION_LOST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +129,9 @@ async def _access(rt: Runtime, function_id: str) -> str | None:
     try:
         info = await rt.call("engine::functions::info", {"function_id": function_id})
     except InvocationError as exc:
-        if exc.code == codes.FORBIDDEN:
+        if exc.code == ErrorCode.FORBIDDEN:
             return "hidden"
-        if exc.code == codes.FUNCTION_NOT_FOUND:
+        if exc.code == ErrorCode.FUNCTION_NOT_FOUND:
             return None
         raise
     return access_of(info.get("metadata"))
@@ -146,12 +145,16 @@ async def execute(rt: Runtime, call: Call) -> FunctionResultMessage:
     try:
         value = await rt.call(call.function_id, call.arguments)
     except InvocationError as exc:
-        if exc.code == LINK_LOST:
+        if exc.code == ErrorCode.CONNECTION_LOST:
             raise
         details: dict[str, Any]
-        if exc.code == "function_not_found":
-            details = {"error": "function_not_found", "function": call.function_id, "hint": _hint(call.function_id)}
-        elif exc.code == "TIMEOUT":
+        if exc.code == ErrorCode.FUNCTION_NOT_FOUND:
+            details = {
+                "error": ErrorCode.FUNCTION_NOT_FOUND,
+                "function": call.function_id,
+                "hint": _hint(call.function_id),
+            }
+        elif exc.code == ErrorCode.TIMEOUT:
             details = {"error": "timeout", "function": call.function_id}
         else:
             details = {"error": "handler_error", "code": exc.code, "message": exc.message}

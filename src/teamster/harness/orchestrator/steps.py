@@ -25,12 +25,20 @@ from teamster.harness.orchestrator.record import (
 from teamster.harness.orchestrator.runtime import Runtime, now_ms, own_message, stage
 from teamster.harness.orchestrator.streaming import stream_assistant
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 
 log = logging.getLogger("teamster.harness")
 
 # Errors worth a redelivery: the step is retried from its last checkpoint.
-EVENTS_UNSENT = "EVENTS_UNSENT"
-TRANSIENT = frozenset({"invocation_stopped", "CONNECTION_LOST", "TIMEOUT", "COMPACTION_BUSY", EVENTS_UNSENT})
+TRANSIENT = frozenset(
+    {
+        ErrorCode.INVOCATION_STOPPED,
+        ErrorCode.CONNECTION_LOST,
+        ErrorCode.TIMEOUT,
+        ErrorCode.COMPACTION_BUSY,
+        ErrorCode.EVENTS_UNSENT,
+    }
+)
 INBOXES = ("steering", "followup")
 
 
@@ -68,7 +76,7 @@ class Steps:
         rt = self.rt
         rec = await rt.load(session_id)
         if rec is None:
-            raise InvocationError("TURN_NOT_FOUND", f"no turn for session {session_id}")
+            raise InvocationError(ErrorCode.TURN_NOT_FOUND, f"no turn for session {session_id}")
         await rt.publish(rec)  # what an earlier step stored but could not send goes first
         _all_sent(rec)
         if rec.state != state:
@@ -121,7 +129,7 @@ class Steps:
         if rt.settings.compaction and rec.model_meta and _tokens(messages) >= _usable(rec.model_meta):
             reply = await rt.call("context-compaction::compact_now", {"session_id": sid, "model": rec.model_meta})
             if reply.get("status") == "busy":
-                raise InvocationError("COMPACTION_BUSY", "a compaction of this session is running")
+                raise InvocationError(ErrorCode.COMPACTION_BUSY, "a compaction of this session is running")
             if reply.get("status") == "overflow":
                 raise RuntimeError("the context does not fit the model even after compaction")
             messages = await rt.messages(sid)
@@ -418,7 +426,7 @@ class Steps:
 def _all_sent(rec: TurnRecord) -> None:
     """Events stored but not sent: the queue delivers this step again, and the step sends them first."""
     if rec.unsent:
-        raise InvocationError(EVENTS_UNSENT, f"events of {rec.session_id} could not be sent")
+        raise InvocationError(ErrorCode.EVENTS_UNSENT, f"events of {rec.session_id} could not be sent")
 
 
 def _tokens(messages: list[AgentMessage]) -> int:

@@ -47,7 +47,7 @@ from teamster.harness.contracts import (
     UsageEvent,
 )
 from teamster.protocol import InvocationError
-from teamster.protocol import errors as codes
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
 log = logging.getLogger("teamster.harness.providers")
@@ -397,7 +397,7 @@ def classify_error(exc: BaseException) -> tuple[ErrorKind, str]:
     elif isinstance(exc, ConnectionError) or _named(exc, "ConnectionError", "ConnectError"):
         kind, message = "transient", f"connection failed: {message}"
     elif isinstance(exc, InvocationError):
-        kind = "transient" if exc.code == codes.TIMEOUT else "permanent"
+        kind = "transient" if exc.code == ErrorCode.TIMEOUT else "permanent"
     else:
         kind = "permanent"
     if kind == "permanent" and _OVERFLOW.search(message):
@@ -445,7 +445,7 @@ async def get_credential(worker: Worker, provider: str, timeout: float = 5.0) ->
     try:
         reply = await worker.trigger("auth::get_token", {"provider": provider}, timeout=timeout)
     except InvocationError as exc:
-        if exc.code == codes.FUNCTION_NOT_FOUND:
+        if exc.code == ErrorCode.FUNCTION_NOT_FOUND:
             return None
         raise ProviderError(f"could not get a credential for {provider}: {exc.message}", "transient") from exc
     if reply is None:
