@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from teamster.app.runs import RunManager
+from teamster.protocol.clock import monotonic_ms
 from teamster.sdk import Worker
 
 KEEPALIVE_S = 15.0
@@ -18,4 +18,4 @@ class App:
     auth: bool  # the engine's HTTP listener demands a token (the engine checks it; health reports it)
     profile: str = "thick"
     keepalive_s: float = KEEPALIVE_S
-    started: float = field(default_factory=time.monotonic)
+    started: int = field(default_factory=monotonic_ms)

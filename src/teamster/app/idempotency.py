@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -22,6 +21,7 @@ from pydantic import BaseModel
 from teamster.app.errors import ApiError
 from teamster.app.schemas import RunKey
 from teamster.app.store import RunStore
+from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
 
 HEADER = "idempotency-key"
@@ -63,7 +63,7 @@ class IdempotencyKeys:
                     )
                 return found.run_id, True
             run_id = await start()  # a refused start stores no key: the request may be fixed and sent again
-            stored = RunKey(run_id=run_id, fingerprint=printed, created_at=int(time.time() * 1000))
+            stored = RunKey(run_id=run_id, fingerprint=printed, created_at=now_ms())
             await self.store.save_key(key, stored)
             return run_id, False
 

@@ -44,6 +44,7 @@ from teamster.patterns.registry import drive
 from teamster.patterns.request import RunRequest, Turn
 from teamster.patterns.run import Run
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
@@ -52,10 +53,6 @@ log = logging.getLogger("teamster.app")
 STOPPED = "teamster stopped while the run was in progress"
 HISTORY_TURNS = 50
 MESSAGE: TypeAdapter[AgentMessage] = TypeAdapter(AgentMessage)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(eq=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Protocol
@@ -13,6 +12,7 @@ from aiohttp import WSMsgType, web
 
 from teamster.engine.registry import Executor, Invocation
 from teamster.protocol import InvocationResult, Message, ProtocolError, encode
+from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
 from teamster.protocol.frames import LARGE_FRAME, TEXT, FrameWriter
 
@@ -32,7 +32,7 @@ class Connection(ABC):
         self.name = f"worker-{self.worker_id[:8]}"
         self.info: dict[str, Any] = {}
         self.ip_address = ip_address
-        self.connected_at_ms = int(time.time() * 1000)
+        self.connected_at_ms = now_ms()
         self.closing = False
         # Registrations held until the namespace is known (§1.3); None once it is.
         self.held: list[Message] | None = []

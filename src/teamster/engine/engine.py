@@ -45,6 +45,7 @@ from teamster.protocol import (
     UnregisterTriggerType,
     WorkerRegistered,
 )
+from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
 from teamster.protocol.handles import declared
 from teamster.storage import Storage, open_storage
@@ -168,7 +169,7 @@ class Engine:
                 request_format=request_format,
                 response_format=response_format,
                 metadata=metadata,
-                registered_at_ms=_now_ms(),
+                registered_at_ms=now_ms(),
             )
         )
 
@@ -463,7 +464,7 @@ class Engine:
             request_format=msg.request_format,
             response_format=msg.response_format,
             metadata=msg.metadata,
-            registered_at_ms=_now_ms(),
+            registered_at_ms=now_ms(),
         )
         try:
             self.functions.claim(entry)
@@ -596,7 +597,3 @@ def _sanitize(name: Any) -> str:
     if not isinstance(name, str):
         return ""
     return "".join(ch for ch in name if ch.isprintable())[:_MAX_NAME].strip()
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

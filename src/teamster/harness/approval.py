@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from teamster.protocol.access import mark
+from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
+from teamster.sdk.state import update_state
 
 log = logging.getLogger("teamster.harness.approval")
 
@@ -106,7 +107,7 @@ class ApprovalGate:
         retrying), a different one is refused as `already_decided` with the decision that stands.
         """
         if not (_valid_id(req.session_id) and _valid_id(req.function_call_id)):
-            return {"ok": False, "error": "invalid_payload"}
+            return {"ok": False, "error": ErrorCode.INVALID_PAYLOAD}
         key = f"{req.session_id}/{req.function_call_id}"
         async with self._lock:
             stored = await self.worker.trigger("state::get", {"scope": APPROVALS_SCOPE, "key": key})
@@ -127,7 +128,7 @@ class ApprovalGate:
         return await self._update(
             req.session_id,
             {"type": "set", "path": "mode", "value": req.mode},
-            {"type": "set", "path": "mode_set_at", "value": _now_ms()},
+            {"type": "set", "path": "mode_set_at", "value": now_ms()},
         )
 
     async def add_always_allow(self, req: FunctionRequest) -> ApprovalSettings:
@@ -171,7 +172,7 @@ class ApprovalGate:
             settings = await self._read(req.session_id)
             if settings.grants(which, req.function_id):
                 return settings
-            grant = Grant(function_id=req.function_id, granted_at=_now_ms())
+            grant = Grant(function_id=req.function_id, granted_at=now_ms())
             return await self._update(req.session_id, {"type": "append", "path": which, "value": grant.model_dump()})
 
     async def _read(self, session_id: str) -> ApprovalSettings:
@@ -179,10 +180,8 @@ class ApprovalGate:
         return self._settings(session_id, stored)
 
     async def _update(self, session_id: str, *ops: dict[str, Any]) -> ApprovalSettings:
-        result = await self.worker.trigger(
-            "state::update", {"scope": SETTINGS_SCOPE, "key": session_id, "ops": list(ops)}
-        )
-        return self._settings(session_id, result["new_value"])
+        updated = await update_state(self.worker, SETTINGS_SCOPE, session_id, *ops)
+        return self._settings(session_id, updated.new_value)
 
     def _settings(self, session_id: str, stored: Any) -> ApprovalSettings:
         """Stored fields over the defaults: a record written by ops alone may lack some."""
@@ -218,7 +217,3 @@ def create_worker(default_mode: Mode = "manual") -> Worker:
 
 def _valid_id(value: str) -> bool:
     return bool(value) and "/" not in value
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

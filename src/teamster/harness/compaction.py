@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Literal
@@ -42,6 +41,7 @@ from teamster.harness.contracts import (
 )
 from teamster.harness.lease import Lease
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
 from teamster.sdk import ChannelReader, Worker
 
@@ -329,10 +329,6 @@ class _Compactor:
 
 
 # ---- pure parts ------------------------------------------------------------------------------
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def usable(model: Model) -> int:

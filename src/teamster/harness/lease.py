@@ -13,13 +13,13 @@ claim and the flag in one update and reports whether the flag was there, so no r
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Any
 
 from teamster.protocol import InvocationError
-from teamster.protocol.errors import ErrorCode
+from teamster.protocol.clock import now_ms
 from teamster.sdk import Worker
+from teamster.sdk.state import update_state
 
 AGAIN = "again"  # beside the claims; never a nonce (those are hex)
 
@@ -93,17 +93,10 @@ class Lease:
 
     async def _update(self, *ops: dict[str, Any]) -> tuple[Any, Any]:
         """Apply `ops` atomically; the value before and after them."""
-        reply = await self.worker.trigger("state::update", {"scope": self.scope, "key": self.key, "ops": list(ops)})
-        if reply.get("errors"):
-            raise InvocationError(ErrorCode.STATE_UPDATE_ERROR, f"{self.scope}/{self.key}: {reply['errors']}")
-        return reply["old_value"], reply["new_value"]
+        return await update_state(self.worker, self.scope, self.key, *ops)
 
 
 def _claims(value: Any) -> dict[str, int]:
     if not isinstance(value, dict):
         return {}
     return {str(nonce): int(expires) for nonce, expires in value.items() if nonce != AGAIN}
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000

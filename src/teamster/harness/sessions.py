@@ -29,8 +29,10 @@ from teamster.harness.contracts import (
     UserMessage,
 )
 from teamster.harness.owned import OwnedCache
+from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode, InvocationError
 from teamster.sdk import Worker
+from teamster.sdk.state import update_state
 
 META_SCOPE = "session_tree_meta"
 INBOX_SCOPE = "session_inbox"
@@ -435,10 +437,7 @@ class _Store:
 
     async def update(self, scope: str, key: str, *ops: dict[str, Any]) -> Any:
         """Apply `ops` atomically; returns the old value."""
-        reply = await self.worker.trigger("state::update", {"scope": scope, "key": key, "ops": list(ops)})
-        if reply.get("errors"):
-            raise InvocationError(ErrorCode.STATE_UPDATE_ERROR, f"{scope}/{key}: {reply['errors']}")
-        return reply.get("old_value")
+        return (await update_state(self.worker, scope, key, *ops)).old_value
 
     async def parent(self, session_id: str | None) -> str | None:
         """`session_id` when it names an existing session (or is None); session_not_found otherwise."""
@@ -560,10 +559,6 @@ class _EntryIds:
 
 
 new_entry_id = _EntryIds()
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def active_leaf(entries: list[SessionEntry]) -> str | None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from teamster.protocol.clock import now_ms
 from teamster.sdk import Worker
 
 REQUESTS = "harness_requests"
@@ -39,7 +39,7 @@ def create_worker(*, http: bool = True) -> Worker:
         session_id = req.session_id or req.payload.get("session_id")
         if not isinstance(session_id, str) or not session_id:
             return _reply(400, {"error": "payload.session_id: a non-empty session id is required"})
-        received = int(time.time() * 1000)
+        received = now_ms()
         key = f"{session_id}/{req.message_id or received}"
         record = {"payload": req.payload, "message_id": req.message_id, "received_at_ms": received}
         await worker.trigger("state::set", {"scope": REQUESTS, "key": key, "value": record})

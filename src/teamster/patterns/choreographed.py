@@ -20,7 +20,6 @@ The full contract is in docs/patterns/choreographed.md.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from teamster.patterns.history import with_history
 from teamster.patterns.orchestrated import Bus
 from teamster.patterns.run import Run
 from teamster.patterns.tools import COORDINATE, MARK_COMPLETED
+from teamster.protocol.clock import monotonic_ms
 
 ROSTER = ("backend", "frontend", "design")
 STARTING_AGENT = ROSTER[0]
@@ -112,7 +112,7 @@ async def _turn(run: Run, bus: Bus, peer: Peer, task: str, iteration: int) -> No
     """One agent call; a failed call is recorded as the agent's output instead of ending the run."""
     peer.turns += 1
     prompt = _prompt(peer, task, [f"- From {m.from_}: {m.content.strip()}" for m in bus.inbox(peer.name, "agent")])
-    began = time.monotonic()
+    began = monotonic_ms()
     try:
         result = await run.call(
             AgentCall(peer.name, _system(peer.name), prompt, TOOLS, MAX_STEPS),
@@ -175,8 +175,8 @@ def _args_preview(arguments: dict[str, Any]) -> str:
     return preview(json.dumps(arguments, ensure_ascii=False, separators=(",", ":")))
 
 
-def _ms_since(began: float) -> int:
-    return int((time.monotonic() - began) * 1000)
+def _ms_since(began: int) -> int:
+    return monotonic_ms() - began
 
 
 def _plan(query: str, ran: list[Peer]) -> str:

@@ -32,8 +32,9 @@ from teamster.harness.contracts import AssistantMessage, FunctionCallBlock, Func
 from teamster.harness.providers.stream import result_text
 from teamster.patterns.agents import AgentCall, AgentError, AgentResult, OnStep, Step, ToolUse
 from teamster.patterns.events import ApprovalRequest
-from teamster.patterns.functions import INPUTS, InputClose, InputRecord, close_input, now_ms
+from teamster.patterns.functions import INPUTS, InputClose, InputRecord, close_input
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 

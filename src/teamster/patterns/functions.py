@@ -12,7 +12,6 @@ racing the timeout, can never both count.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any, Literal
 
@@ -20,8 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from teamster.patterns.tools import ALL, Shape, Tool, ToolError
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
+from teamster.sdk.state import update_state
 
 INPUTS = "pattern_inputs"  # state scope: one InputRecord per request id
 
@@ -82,23 +83,12 @@ class Resolved(BaseModel):
     ok: bool = True
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 async def close_input(worker: Worker, request_id: str, close: InputClose) -> InputClose:
     """Close a stored request; returns the close that counts (ours, or an earlier one)."""
-    reply = await worker.trigger(
-        "state::update",
-        {
-            "scope": INPUTS,
-            "key": request_id,
-            "ops": [{"type": "append", "path": "closes", "value": close.model_dump(mode="json")}],
-        },
+    updated = await update_state(
+        worker, INPUTS, request_id, {"type": "append", "path": "closes", "value": close.model_dump(mode="json")}
     )
-    if reply.get("errors"):
-        raise InvocationError(ErrorCode.STATE_UPDATE_ERROR, f"{INPUTS}/{request_id}: {reply['errors']}")
-    return InputClose.model_validate(reply["new_value"]["closes"][0])
+    return InputClose.model_validate(updated.new_value["closes"][0])
 
 
 def create_worker() -> Worker:

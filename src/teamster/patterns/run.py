@@ -7,7 +7,6 @@ optional `tool_call`s, then `iteration_end` with the call's usage and cost summe
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +30,7 @@ from teamster.patterns.events import (
 )
 from teamster.patterns.history import render_history
 from teamster.patterns.request import RunRequest
+from teamster.protocol.clock import monotonic_ms
 
 Pattern = Callable[["Run"], Awaitable[None]]
 Preview = Callable[[AgentResult], str]
@@ -49,7 +49,7 @@ class Run:
         self.cost_usd = 0.0
         self._price = pricing.pricing(self.provider, request.model)
         self._agents_used: dict[str, None] = {}
-        self._started = time.monotonic()
+        self._started = monotonic_ms()
 
     @property
     def run_id(self) -> str:
@@ -93,7 +93,7 @@ class Run:
             call = dataclasses.replace(call, max_steps=self.options.max_turns)
         if start:
             self.emit(IterationStart(iteration=iteration, agent=call.agent))
-        began = time.monotonic()
+        began = monotonic_ms()
 
         def on_step(step: Step) -> None:
             if steps and (step.text or step.tool_uses):
@@ -120,7 +120,7 @@ class Run:
             IterationEnd(
                 iteration=iteration,
                 agent=call.agent,
-                duration_ms=int((time.monotonic() - began) * 1000),
+                duration_ms=monotonic_ms() - began,
                 step_count=len(result.steps),
                 output_preview=preview((preview_of or _text)(result)),
                 completed=completed(result) if completed is not None else None,
@@ -148,7 +148,7 @@ class Run:
         self.emit(
             WorkflowComplete(
                 mode=self.request.pattern,
-                total_duration_ms=int((time.monotonic() - self._started) * 1000),
+                total_duration_ms=monotonic_ms() - self._started,
                 total_input_tokens=self.input_tokens,
                 total_output_tokens=self.output_tokens,
                 total_cost_usd=self.cost_usd,

@@ -110,6 +110,7 @@ class ErrorCode(StrEnum):
     COMPACTION_BUSY = "COMPACTION_BUSY"
     EVENTS_UNSENT = "EVENTS_UNSENT"
     ALREADY_DECIDED = "already_decided"  # approval::resolve's reply `error`, not an exception
+    INVALID_PAYLOAD = "invalid_payload"  # approval::resolve's reply `error`: a blank or slashed id
 
     # ---- patterns: human input ----
     INPUT_INVALID_ARGUMENTS = "invalid_arguments"
@@ -220,7 +221,7 @@ class Conflict(InvocationError):
 
 
 class StateUpdateFailed(InvocationError):
-    """`state::update` replied with op errors: the ops were not applied (`STATE_UPDATE_ERROR`)."""
+    """`state::update` replied that some of its ops failed (`STATE_UPDATE_ERROR`); the message names them."""
 
 
 _FAMILIES: dict[type[InvocationError], frozenset[ErrorCode]] = {

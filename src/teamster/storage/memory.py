@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -17,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from teamster.protocol import clock
 from teamster.protocol.jsontext import dumps
 
 from .base import (
@@ -379,7 +379,7 @@ class MemoryLocks:
 
     async def acquire(self, name: str, owner: str, ttl_ms: int) -> bool:
         """Take the lease if it is free, expired or already ours (then extend it)."""
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         lease = self._leases.get(name)
         if lease is not None and lease[0] != owner and lease[1] > now_ms:
             return False

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from teamster.protocol import clock
 from teamster.protocol.jsontext import dumps
 
 from .base import Entry, QueueMessage, RevisionConflict, StateChange, StateWatcher, Storage
@@ -452,7 +452,7 @@ class SqliteLocks:
 
     async def acquire(self, name: str, owner: str, ttl_ms: int) -> bool:
         """Take the lease if it is free, expired or already ours (then extend it)."""
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         cursor = self._conn.execute(
             "INSERT INTO locks (name, owner, expires_at_ms) VALUES (?, ?, ?)"
             " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms"

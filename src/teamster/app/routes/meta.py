@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from importlib import resources
 
 from teamster import __version__
@@ -13,6 +12,7 @@ from teamster.app.openapi import document
 from teamster.app.schemas import Health
 from teamster.patterns.request import PATTERN_NAMES
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import monotonic_ms
 from teamster.protocol.errors import ErrorCode
 
 STATIC = resources.files("teamster.app") / "static"
@@ -38,7 +38,7 @@ def routes(app: App, api: list[Route]) -> list[Route]:
             "traces": await _answers(app, "engine::traces::stats"),  # engine built-ins are not listed
             "sessions": "session-tree::list" in ids,
         }
-        uptime = int((time.monotonic() - app.started) * 1000)
+        uptime = monotonic_ms() - app.started
         return Health(version=__version__, uptime_ms=uptime, profile=app.profile, features=features)
 
     async def openapi(req: Request) -> dict[str, object]:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from teamster.engine.builtin import BindingSet, Input, Module, parse
 from teamster.engine.registry import Invocation
+from teamster.protocol.clock import now_ms
 
 LEVELS = ("trace", "debug", "info", "warn", "error")
 _PY_LEVEL = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
@@ -53,7 +54,7 @@ class Observability(Module):
                 "trace_id": entry.trace_id,
                 "span_id": entry.span_id,
                 "service_name": entry.service_name or worker,
-                "timestamp_ms": int(time.time() * 1000),
+                "timestamp_ms": now_ms(),
             }
             self.engine.fire_in_order(self._subscribers.matching(lambda c: _wants(c, level)), event)
 

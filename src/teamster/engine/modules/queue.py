@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Literal
@@ -33,6 +32,7 @@ from teamster.engine.builtin import BindingSet, Input, Module, parse
 from teamster.engine.registry import FunctionEntry, Invocation
 from teamster.engine.triggers import Binding
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
 from teamster.storage import QueueAdapter, QueueMessage
 
@@ -490,8 +490,3 @@ class _Consumer:
 def durable_queue(topic: str, function_id: str) -> str:
     """The internal queue that carries `topic`'s messages to one subscribed function."""
     return f"{DURABLE_PREFIX}{topic}::{function_id}"
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds: visibility times are stored, so they must survive a restart."""
-    return int(time.time() * 1000)

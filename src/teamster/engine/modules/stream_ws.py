@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,6 +17,7 @@ from teamster.engine.builtin import BindingSet
 from teamster.engine.engine import ConditionNotMet
 from teamster.engine.listener import listen
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
 
 if TYPE_CHECKING:
     from teamster.engine.engine import Engine
@@ -31,7 +31,7 @@ def stream_message(stream_name: str, group_id: str, item_id: str | None, event: 
     """What subscribers and `stream` triggers receive (iii's wrapper message, camelCase keys)."""
     return {
         "type": "stream",
-        "timestamp": int(time.time() * 1000),
+        "timestamp": now_ms(),
         "streamName": stream_name,
         "groupId": group_id,
         "id": item_id,

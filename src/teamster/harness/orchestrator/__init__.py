@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from teamster.harness.contracts import AgentMessage
 from teamster.harness.orchestrator.record import TERMINAL, RunRequest, TurnRecord
-from teamster.harness.orchestrator.runtime import Runtime, Settings, now_ms, own_message, stage
+from teamster.harness.orchestrator.runtime import Runtime, Settings, own_message, stage
 from teamster.harness.orchestrator.steps import Steps
+from teamster.protocol.clock import now_ms
 from teamster.sdk import Enqueue, Worker
 
 __all__ = ["Settings", "create_worker"]

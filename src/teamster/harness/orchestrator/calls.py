@@ -19,9 +19,10 @@ from teamster.harness.contracts import (
 )
 from teamster.harness.orchestrator.prompt import AGENT_TRIGGER
 from teamster.harness.orchestrator.record import Call, PreparedCall
-from teamster.harness.orchestrator.runtime import Runtime, now_ms
+from teamster.harness.orchestrator.runtime import Runtime
 from teamster.protocol import InvocationError
 from teamster.protocol.access import access_of
+from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
 
 log = logging.getLogger("teamster.harness")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from teamster.harness.contracts import AgentMessage, AssistantMessage, ErrorKind
 from teamster.harness.orchestrator.record import PARKED, TERMINAL, RunRequest, TurnRecord
 from teamster.harness.owned import OwnedCache
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
 from teamster.sdk import Enqueue, Worker
 
 log = logging.getLogger("teamster.harness")
@@ -40,10 +40,6 @@ class Settings:
     policy_timeout_s: float = 5.0
     provider_timeout_s: float = 300.0
     hook_timeout_ms: int = 500
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def stage(rec: TurnRecord, event: dict[str, Any]) -> None:

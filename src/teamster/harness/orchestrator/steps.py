@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,9 +21,10 @@ from teamster.harness.orchestrator.record import (
     TurnRecord,
     Work,
 )
-from teamster.harness.orchestrator.runtime import Runtime, now_ms, own_message, stage
+from teamster.harness.orchestrator.runtime import Runtime, own_message, stage
 from teamster.harness.orchestrator.streaming import stream_assistant
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import monotonic_ms, now_ms
 from teamster.protocol.errors import ErrorCode
 
 log = logging.getLogger("teamster.harness")
@@ -309,9 +309,9 @@ class Steps:
         work = rec.work = rec.work or Work()
         work.started.append(prepared.call.id)
         await self.rt.checkpoint(rec)
-        started = time.monotonic()
+        started = monotonic_ms()
         result = await calls.execute(self.rt, prepared.call)
-        await self._executed(rec, prepared, result, int((time.monotonic() - started) * 1000))
+        await self._executed(rec, prepared, result, monotonic_ms() - started)
 
     async def _executed(self, rec: TurnRecord, prepared: PreparedCall, result: Any, duration_ms: int) -> None:
         """Checkpoint after every call, so a redelivered step never runs it twice."""

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
@@ -47,6 +46,7 @@ from teamster.harness.contracts import (
     UsageEvent,
 )
 from teamster.protocol import InvocationError
+from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 
@@ -59,10 +59,6 @@ Status = Literal["done", "error", "aborted"]
 
 # How long the error path may spend writing the final frames to a channel nobody reads.
 _FINAL_WRITE_TIMEOUT_S = 5.0
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class ProviderError(Exception):
