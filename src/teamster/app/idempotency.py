@@ -10,10 +10,8 @@ process is enough for concurrent retries to start a single run.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from pydantic import BaseModel
@@ -23,6 +21,7 @@ from teamster.app.schemas import RunKey
 from teamster.app.store import RunStore
 from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode
+from teamster.sdk.keyed_lock import KeyedLock
 
 HEADER = "idempotency-key"
 MAX_KEY = 255
@@ -46,12 +45,12 @@ def fingerprint(body: BaseModel) -> str:
 class IdempotencyKeys:
     def __init__(self, store: RunStore) -> None:
         self.store = store
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # a key's lock, and how many hold or wait on it
+        self._locks = KeyedLock()
 
     async def once(self, key: str, body: BaseModel, start: Callable[[], Awaitable[str]]) -> tuple[str, bool]:
         """The run id for `key`, from `start` the first time; True when it is a run started earlier."""
         printed = fingerprint(body)
-        async with self._holding(key):
+        async with self._locks.hold(key):
             found = await self.store.load_key(key)
             if found is not None:
                 if found.fingerprint != printed:
@@ -66,17 +65,3 @@ class IdempotencyKeys:
             stored = RunKey(run_id=run_id, fingerprint=printed, created_at=now_ms())
             await self.store.save_key(key, stored)
             return run_id, False
-
-    @contextlib.asynccontextmanager
-    async def _holding(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)

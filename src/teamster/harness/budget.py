@@ -14,13 +14,11 @@ Money stays a float, rounded to 1e-9 USD after every addition or subtraction, so
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -35,6 +33,7 @@ from pydantic import (
 from teamster.protocol.access import mark
 from teamster.protocol.errors import ErrorCode
 from teamster.sdk import InvocationError, Void, Worker
+from teamster.sdk.keyed_lock import KeyedLock
 
 log = logging.getLogger("teamster.harness.budget")
 
@@ -431,20 +430,14 @@ class _Budgets:
     def __init__(self, worker: Worker, clock: Callable[[], float]) -> None:
         self.worker = worker
         self.clock = clock
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks = KeyedLock()
 
     def now(self) -> int:
         return int(self.clock() * 1000)
 
-    @asynccontextmanager
-    async def locked(self, budget_id: str) -> AsyncIterator[None]:
-        """Serialize every change to one budget. A lock lives as long as someone holds or awaits it."""
-        lock = self._locks.get(budget_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[budget_id] = lock
-        async with lock:
-            yield
+    def locked(self, budget_id: str) -> AbstractAsyncContextManager[None]:
+        """Serialize every change to one budget."""
+        return self._locks.hold(budget_id)
 
     async def change(
         self, budget_id: str, function_id: str, apply: Callable[[Budget, int], Awaitable[T]]

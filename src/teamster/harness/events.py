@@ -10,7 +10,6 @@ not know whether its last send landed (its reply was lost, this worker died) sen
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from typing import Any
 
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from teamster.harness.owned import OwnedCache
 from teamster.sdk import Worker
+from teamster.sdk.keyed_lock import KeyedLock
 
 STREAM = "agent::events"
 REMEMBERED_IDS = 1024  # a sender re-sends only its latest unconfirmed events; far fewer than this
@@ -80,18 +80,17 @@ class Sequences:
     def __init__(self, worker: Worker) -> None:
         self._worker = worker
         self._logs: OwnedCache[Log] = OwnedCache(worker)
-        self._reading: dict[str, asyncio.Lock] = {}
+        self._reading = KeyedLock()
 
     async def admit(self, session_id: str, batch: list[dict[str, Any]]) -> tuple[list[tuple[int, dict[str, Any]]], int]:
         """Number the batch's new events, in order (nothing awaits between the check and the count); the last number."""
         log = self._logs.get(session_id)
         if log is None:
-            async with self._reading.setdefault(session_id, asyncio.Lock()):
+            async with self._reading.hold(session_id):
                 log = self._logs.get(session_id)
                 if log is None:
                     log = await self._stored(session_id)
                     self._logs.put(session_id, log)
-            self._reading.pop(session_id, None)
         return log.admit(batch), log.last
 
     async def _stored(self, session_id: str) -> Log:

@@ -12,7 +12,6 @@ import html
 import json
 import time
 import uuid
-import weakref
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -32,6 +31,7 @@ from teamster.harness.owned import OwnedCache
 from teamster.protocol.clock import now_ms
 from teamster.protocol.errors import ErrorCode, InvocationError
 from teamster.sdk import Worker
+from teamster.sdk.keyed_lock import KeyedLock
 from teamster.sdk.state import update_state
 
 META_SCOPE = "session_tree_meta"
@@ -406,7 +406,7 @@ class _Store:
         self.worker = worker
         # Appends to one session run one at a time: two writers (a turn and a compaction) picking the
         # same leaf as parent would fork the session, hiding one of the two entries from the active path.
-        self._appending: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._appending = KeyedLock()
         # This worker is the only writer of entries: recent sessions are read back from memory.
         self._entries: OwnedCache[list[SessionEntry]] = OwnedCache(worker, size=ENTRIES_REMEMBERED)
 
@@ -472,8 +472,7 @@ class _Store:
         self, session_id: str, parent_id: str | None, bodies: list[dict[str, Any]], entry_ids: Sequence[str | None]
     ) -> list[str]:
         """Chain `bodies` under `parent_id` (default: the active leaf); ids that already exist are not rewritten."""
-        lock = self._appending.setdefault(session_id, asyncio.Lock())
-        async with lock:
+        async with self._appending.hold(session_id):
             return await self._append(session_id, parent_id, bodies, entry_ids)
 
     async def _append(
