@@ -25,6 +25,7 @@ from teamster.harness.contracts import (
 )
 from teamster.harness.providers.stream import Credentials, EventWriter, ProviderError, provider_worker
 from teamster.harness.sessions import COMPACTED_PREFIX
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import InvocationError, Worker
 from tests.conftest import Connect, eventually, expect_bad_input
 from tests.harness.test_turns import ADD, Harness, start_harness_with, text_of
@@ -317,7 +318,7 @@ async def test_a_failed_summary_writes_nothing_and_frees_the_lease(bench: Bench)
     bench.fake.failure = "model unavailable"
     with pytest.raises(InvocationError) as caught:
         await bench.compact("fail")
-    assert caught.value.code == compaction.SUMMARY_FAILED
+    assert caught.value.code == ErrorCode.SUMMARY_FAILED
     assert "model unavailable" in caught.value.message
     assert await bench.client.trigger("session-tree::compactions", {"session_id": "fail"}) == {"entries": []}
     assert await bench.lease("fail") == {}
@@ -329,11 +330,11 @@ async def test_bad_input_is_refused_with_a_clear_error(bench: Bench) -> None:
     function_id = "context-compaction::compact_now"
     with pytest.raises(InvocationError) as unknown:
         await bench.client.trigger(function_id, {"session_id": "nobody", "model": MODEL})
-    assert unknown.value.code == compaction.SESSION_NOT_FOUND
+    assert unknown.value.code == ErrorCode.SESSION_NOT_FOUND
     await bench.session("no-run", user("hi"))
     with pytest.raises(InvocationError) as no_model:  # no model given, and no run request to find one from
         await bench.client.trigger(function_id, {"session_id": "no-run"})
-    assert no_model.value.code == compaction.MODEL_UNKNOWN
+    assert no_model.value.code == ErrorCode.MODEL_UNKNOWN
     await expect_bad_input(bench.client, function_id, {"model": MODEL}, "session_id")
     await expect_bad_input(bench.client, function_id, {"session_id": "s", "tail_tokens": -1}, "tail_tokens")
     await expect_bad_input(bench.client, function_id, {"session_id": "s", "model": {"id": "m"}}, "model.provider")

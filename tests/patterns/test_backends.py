@@ -19,6 +19,7 @@ from teamster.patterns.evaluator_optimizer import CRITIC_SYSTEM
 from teamster.patterns.events import Event, InputRequest
 from teamster.patterns.tools import ALL, CRITIQUE, SUBMIT_DRAFT, DraftArgs, Tool
 from teamster.protocol import InvocationError
+from teamster.protocol.errors import ErrorCode
 from teamster.sdk import Worker
 from tests.patterns.conftest import (
     PatternEngine,
@@ -280,8 +281,8 @@ async def test_human_input_on_the_engine_survives_a_page_reload(tmp_path: Path) 
             answer = {"request_id": request_id, "answer": "developers"}
             assert await fresh.trigger("patterns::input::resolve", answer) == {"request_id": request_id, "ok": True}
             await running
-            assert await _error_code(fresh, {**answer, "answer": "twice"}) == patterns.INPUT_ANSWERED
-            assert await _error_code(fresh, {"request_id": "nobody-asked", "answer": "x"}) == patterns.INPUT_NOT_FOUND
+            assert await _error_code(fresh, {**answer, "answer": "twice"}) == ErrorCode.INPUT_ANSWERED
+            assert await _error_code(fresh, {"request_id": "nobody-asked", "answer": "x"}) == ErrorCode.INPUT_NOT_FOUND
             assert (await fresh.trigger("patterns::input::pending", {}))["requests"] == []
         finally:
             await fresh.close()
@@ -296,7 +297,7 @@ async def test_an_engine_input_request_times_out_or_closes_with_its_run(tmp_path
         agents = host.agents("scripted", run_id="r-wait")
         worker = host.client.worker
         assert await agents.ask("late", "coordinator", "Anyone?", 0.05, lambda: None) is None
-        assert await _error_code(worker, {"request_id": "late", "answer": "now"}) == patterns.INPUT_CLOSED
+        assert await _error_code(worker, {"request_id": "late", "answer": "now"}) == ErrorCode.INPUT_CLOSED
         page, stored = _page("page")
         await page.open_local(host.engine)
         waiting = asyncio.ensure_future(agents.ask("dropped", "coordinator", "Still there?", 60, lambda: None))
@@ -308,7 +309,7 @@ async def test_an_engine_input_request_times_out_or_closes_with_its_run(tmp_path
         with pytest.raises(asyncio.CancelledError):
             await waiting
         assert (await worker.trigger("patterns::input::pending", {}))["requests"] == []
-        assert await _error_code(worker, {"request_id": "dropped", "answer": "yes"}) == patterns.INPUT_CLOSED
+        assert await _error_code(worker, {"request_id": "dropped", "answer": "yes"}) == ErrorCode.INPUT_CLOSED
         await page.close()
 
 
