@@ -14,6 +14,7 @@ from iii import register_worker
 from iii.iii import III
 
 from teamster.protocol.errors import (
+    ERROR_TYPES,
     ErrorCode,
     FunctionNotFound,
     InvocationError,
@@ -124,8 +125,11 @@ async def test_an_official_iii_client_sees_the_same_codes(engine_and_iii: tuple[
 
 
 def test_the_docs_list_every_code_once() -> None:
-    """docs/errors.md's registry has one row per code, and no row for a code the enum lacks."""
+    """docs/errors.md's registry has one row per code, none for a code the enum lacks, each naming its exception."""
     text = (Path(__file__).parent.parent / "docs" / "errors.md").read_text()
     registry = text[text.index("## The registry") :]
-    rows = re.findall(r"^\| `([^`]+)` \|", registry, flags=re.MULTILINE)
-    assert sorted(rows) == sorted(code.value for code in ErrorCode)
+    rows = dict(re.findall(r"^\| `([^`]+)` \| ([^|]+) \|", registry, flags=re.MULTILINE))
+    listed = re.findall(r"^\| `([^`]+)` \|", registry, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(code.value for code in ErrorCode)
+    for code, kind in ERROR_TYPES.items():
+        assert rows[code] == f"`{kind.__name__}`", code  # the exception column says what callers catch
