@@ -5,9 +5,10 @@ own (§2.11) and those of iii's engine modules keep iii's spelling, mixed case a
 official iii SDKs are clients of this engine; codes teamster added keep the spelling they shipped with.
 docs/errors.md lists each code with who raises it and what it means.
 
-`InvocationError` is a call that ended in an error reply. Where the SDK decodes a reply (`from_wire`) it
-raises the subclass of the code's family, so a caller may write `except Timeout:` or
-`except FunctionNotFound:`; `except InvocationError` and `.code` keep working for every code.
+`InvocationError` is a call that ended in an error reply. Decoded from a reply (`from_wire`, the SDK's
+boundary) or constructed anywhere, it is the subclass of its code's family (`ERROR_TYPES`), so a caller
+may write `except Timeout:` or `except FunctionNotFound:`; `except InvocationError` and `.code` keep
+working for every code.
 """
 
 from __future__ import annotations
