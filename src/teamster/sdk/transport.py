@@ -18,7 +18,7 @@ from teamster.protocol import (
     decode,
     encode,
 )
-from teamster.protocol.errors import ErrorCode
+from teamster.protocol.errors import ConnectionLost, ErrorCode, Timeout
 from teamster.protocol.frames import BINARY, LARGE_FRAME, TEXT
 from teamster.protocol.ids import rng
 from teamster.protocol.otlp import OTLP_FRAME_PREFIX, SpanRecord, encode_otlp
@@ -77,7 +77,7 @@ class LocalTransport:
     async def invoke(self, msg: InvokeFunction, timeout: float | None) -> Any:
         """A direct await; bounded only when the caller gave a timeout (nothing on the way can drop it)."""
         if self.conn is None:
-            raise InvocationError(ErrorCode.CONNECTION_LOST, "worker is not attached", function_id=msg.function_id)
+            raise ConnectionLost(ErrorCode.CONNECTION_LOST, "worker is not attached", function_id=msg.function_id)
         if timeout is None:
             return await self.engine.router.invoke(self.conn, msg)
         try:
@@ -194,11 +194,11 @@ class WsTransport:
         await self._connected.wait()
         ws = self._ws
         if ws is None:
-            raise InvocationError(ErrorCode.CONNECTION_LOST, "not connected to the engine", function_id=msg.function_id)
+            raise ConnectionLost(ErrorCode.CONNECTION_LOST, "not connected to the engine", function_id=msg.function_id)
         try:
             await ws.send(TEXT, frame)
         except ConnectionError:
-            raise InvocationError(
+            raise ConnectionLost(
                 ErrorCode.CONNECTION_LOST, "the engine connection is closing", function_id=msg.function_id
             ) from None
 
@@ -259,7 +259,7 @@ class WsTransport:
             for iid, future in list(self._pending.items()):
                 if not future.done():
                     future.set_exception(
-                        InvocationError(
+                        ConnectionLost(
                             ErrorCode.CONNECTION_LOST, "the engine connection closed before the result arrived"
                         )
                     )
@@ -283,7 +283,7 @@ def _expire(future: asyncio.Future[Any]) -> None:
         future.set_exception(TimeoutError())
 
 
-def timed_out(msg: InvokeFunction, timeout: float) -> InvocationError:
-    return InvocationError(
+def timed_out(msg: InvokeFunction, timeout: float) -> Timeout:
+    return Timeout(
         ErrorCode.TIMEOUT, f"{msg.function_id} did not answer within {timeout:g} s", function_id=msg.function_id
     )
