@@ -9,16 +9,10 @@ from typing import Any
 import pytest
 
 from teamster.engine.engine import Engine
-from teamster.harness.budget import (
-    SCOPE,
-    Budgets,
-    CheckRequest,
-    CreateRequest,
-    RecordRequest,
-    create_worker,
-    period_end,
-    period_start,
-)
+from teamster.harness.budget import SCOPE, create_worker
+from teamster.harness.budget.periods import period_end, period_start
+from teamster.harness.budget.requests import CheckRequest, CreateRequest, RecordRequest
+from teamster.harness.budget.worker import Budgets
 from teamster.protocol import InvocationError
 from teamster.sdk import Worker
 from tests.conftest import Connect, eventually, expect_bad_input, recorder

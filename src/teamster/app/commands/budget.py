@@ -23,7 +23,7 @@ from teamster.app.remote import DEFAULT_ENGINE, connected
 from teamster.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from teamster.harness.budget import Budget
+    from teamster.harness.budget.models import Budget
     from teamster.sdk import Worker
 
 app = typer.Typer(help="Spend ceilings (USD per day, week or month) kept by the engine.", no_args_is_help=True)
@@ -48,7 +48,7 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a budget; prints its id."""
-    from teamster.harness.budget import CreateReply
+    from teamster.harness.budget.replies import CreateReply
 
     payload = {"ceiling_usd": ceiling, "period": period.value, "name": name}
     created = execute(_with_engine(engine_url, lambda w: _call(w, "budget::create", payload, CreateReply)))
@@ -61,7 +61,7 @@ def create(
 @app.command("list")
 def list_budgets(engine_url: EngineUrl = DEFAULT_ENGINE, as_json: JsonFlag = False) -> None:
     """Every budget, newest first, with its spend this period."""
-    from teamster.harness.budget import BudgetList
+    from teamster.harness.budget.replies import BudgetList
 
     found = execute(_with_engine(engine_url, lambda w: _call(w, "budget::list", {}, BudgetList)))
     if as_json:
@@ -92,7 +92,7 @@ def list_budgets(engine_url: EngineUrl = DEFAULT_ENGINE, as_json: JsonFlag = Fal
 @app.command("show")
 def show(budget_id: BudgetId, engine_url: EngineUrl = DEFAULT_ENGINE, as_json: JsonFlag = False) -> None:
     """One budget with its usage per period and a forecast for this one."""
-    from teamster.harness.budget import BudgetReply, ForecastReply, UsageReply
+    from teamster.harness.budget.replies import BudgetReply, ForecastReply, UsageReply
 
     async def read(worker: Worker) -> tuple[BudgetReply, UsageReply, ForecastReply]:
         ref = {"budget_id": budget_id}
@@ -140,7 +140,7 @@ def show(budget_id: BudgetId, engine_url: EngineUrl = DEFAULT_ENGINE, as_json: J
 @app.command("delete")
 def delete(budget_id: BudgetId, engine_url: EngineUrl = DEFAULT_ENGINE) -> None:
     """Delete a budget and its spend log."""
-    from teamster.harness.budget import DeleteReply
+    from teamster.harness.budget.replies import DeleteReply
 
     async def remove(worker: Worker) -> None:
         deleted = await _call(worker, "budget::delete", {"budget_id": budget_id}, DeleteReply)
@@ -154,7 +154,7 @@ def delete(budget_id: BudgetId, engine_url: EngineUrl = DEFAULT_ENGINE) -> None:
 @app.command("reset")
 def reset(budget_id: BudgetId, engine_url: EngineUrl = DEFAULT_ENGINE) -> None:
     """Forgive this period's spend (it stays in the usage log)."""
-    from teamster.harness.budget import ResetReply
+    from teamster.harness.budget.replies import ResetReply
 
     payload = {"budget_id": budget_id}
     done = execute(_with_engine(engine_url, lambda w: _call(w, "budget::reset", payload, ResetReply)))
