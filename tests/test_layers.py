@@ -42,9 +42,6 @@ BELOW: dict[str, frozenset[str]] = {
 # a worker itself wrote; an example value for a schema; the reading of a provider's stream).
 HARNESS_SHARED = frozenset({"contracts", "harness_events", "lease", "owned", "schema_example", "assistant_stream"})
 
-# Imports that break a rule today and that issue 18's other parts remove; empty this after merging them.
-ISSUE_18_PENDING: frozenset[tuple[str, str]] = frozenset()
-
 # Each reserved state scope of the harness, and the worker that owns it: the one that writes it. Another
 # harness worker asks the owner through a function instead of reading the scope or binding a trigger on it.
 SCOPE_OWNERS = {
@@ -59,9 +56,6 @@ SCOPE_OWNERS = {
     compaction.LEASE_SCOPE: "compaction",
     trigger.REQUESTS: "trigger",
 }
-
-# Harness workers that read another's scope today (module, scope): none since issue 18's harness part.
-ISSUE_18_CROSS_SCOPE_READS: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,32 +177,17 @@ def all_imports() -> list[Import]:
 
 
 def test_every_import_points_down() -> None:
-    broken = [
-        f"{imp}: {why}"
-        for imp in all_imports()
-        if (why := broken_rule(imp)) is not None and (imp.module, imp.target) not in ISSUE_18_PENDING
-    ]
+    broken = [f"{imp}: {why}" for imp in all_imports() if (why := broken_rule(imp)) is not None]
     assert not broken, "\n".join(broken)
-
-
-def test_the_pending_allowances_are_still_needed() -> None:
-    found = {(imp.module, imp.target) for imp in all_imports() if broken_rule(imp) is not None}
-    assert not ISSUE_18_PENDING - found, f"fixed, so take them out of ISSUE_18_PENDING: {ISSUE_18_PENDING - found}"
 
 
 def test_harness_workers_name_only_their_own_scopes() -> None:
     broken = [
         f"{use}, which {owner} owns: ask {owner} through a function"
         for use in harness_scope_uses()
-        if (owner := foreign_scope(use)) is not None and (use.module, use.scope) not in ISSUE_18_CROSS_SCOPE_READS
+        if (owner := foreign_scope(use)) is not None
     ]
     assert not broken, "\n".join(broken)
-
-
-def test_the_cross_scope_allowances_are_still_needed() -> None:
-    found = {(use.module, use.scope) for use in harness_scope_uses() if foreign_scope(use) is not None}
-    stale = ISSUE_18_CROSS_SCOPE_READS - found
-    assert not stale, f"fixed, so take them out of ISSUE_18_CROSS_SCOPE_READS: {stale}"
 
 
 def test_every_owner_names_the_scopes_it_owns() -> None:
