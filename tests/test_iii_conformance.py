@@ -12,14 +12,14 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from iii import InitOptions, register_worker
+from iii import register_worker
 from iii.iii import III
 from iii.types import StreamRequest, StreamResponse
 from iii_helpers.http import http
-from iii_helpers.observability.reconnection import ReconnectionConfig
 
 from tests.conftest import eventually
 from tests.engine_proc import EngineProcess
+from tests.test_iii_sdk_compat import iii_options
 
 pytestmark = pytest.mark.slow
 
@@ -31,18 +31,9 @@ def engine_proc(tmp_path: Path) -> Iterator[EngineProcess]:
     proc.stop()
 
 
-OPTIONS = InitOptions(
-    worker_name="conformance",
-    enable_metrics_reporting=False,
-    otel={"enabled": False},
-    invocation_timeout_ms=5000,
-    reconnection_config=ReconnectionConfig(initial_delay_ms=100, max_delay_ms=500),
-)
-
-
 @pytest.fixture
 async def iii_client(engine_proc: EngineProcess) -> AsyncIterator[III]:
-    client = await asyncio.to_thread(register_worker, engine_proc.ws_url, OPTIONS)
+    client = await asyncio.to_thread(register_worker, engine_proc.ws_url, iii_options("conformance"))
     yield client
     await asyncio.to_thread(client.shutdown)
 

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from iii import InitOptions, ObserveRejection, register_worker
+from iii import ObserveRejection, register_worker
 from iii.filter import FilterError as SdkFilterError
 from iii.filter import compile_filter as sdk_filter
 from iii.iii import III
-from iii_helpers.observability.reconnection import ReconnectionConfig
 
 from teamster.engine.engine import Engine
 from teamster.engine.modules.observe.filters import Filter, FilterError
@@ -26,6 +25,7 @@ from teamster.engine.modules.worker_manager import WorkerManager
 from teamster.protocol.access import mark
 from teamster.sdk import Worker
 from tests.conftest import engine_config
+from tests.test_iii_sdk_compat import iii_options
 
 
 @dataclass
@@ -67,14 +67,7 @@ async def connect() -> AsyncIterator[Callable[[str], III]]:
     clients: list[III] = []
 
     def make(url: str) -> III:
-        options = InitOptions(
-            worker_name=f"observe-{uuid.uuid4().hex[:6]}",
-            enable_metrics_reporting=False,
-            otel={"enabled": False},
-            invocation_timeout_ms=5000,
-            reconnection_config=ReconnectionConfig(initial_delay_ms=100, max_delay_ms=500),
-        )
-        client = register_worker(url, options)
+        client = register_worker(url, iii_options(f"observe-{uuid.uuid4().hex[:6]}"))
         clients.append(client)
         wait_for(lambda: client._registered_on_connection, "workerregistered")
         return client
