@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class Target:
 
     reply: Any = field(default_factory=lambda: {"ok": True})
     delay_s: float = 0.0
+    chunked: bool = False  # send the reply in small pieces, flushed one by one, as a slow network would
     seen: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
     url: str = ""
 
@@ -33,7 +35,16 @@ class Target:
         body = await request.json() if request.can_read_body else None
         self.seen.append((request.method, dict(request.headers), body))
         await asyncio.sleep(self.delay_s)
-        return web.json_response(self.reply)
+        if not self.chunked:
+            return web.json_response(self.reply)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        data = json.dumps(self.reply).encode()
+        for start in range(0, len(data), 1000):
+            await response.write(data[start : start + 1000])
+            await asyncio.sleep(0.01)
+        await response.write_eof()
+        return response
 
 
 @asynccontextmanager
@@ -168,6 +179,13 @@ async def test_auth_may_only_name_the_variables_in_secret_env(monkeypatch: pytes
         refused = await refusal(client, "lambda::leak")
     assert "secret_env" in str(refused)
     assert target.seen == []
+
+
+async def test_a_reply_that_arrives_in_pieces_is_read_whole() -> None:
+    reply = {"rows": [{"n": n, "text": "x" * 50} for n in range(400)]}  # about 30 KB, in 1 KB pieces
+    async with target_server(Target(reply=reply, chunked=True)) as target, hosting(security=LOCAL) as client:
+        client.register_function("lambda::rows", HttpInvocationConfig(url=target.url))
+        assert await call(client, "lambda::rows", {}) == reply
 
 
 async def test_an_oversized_reply_and_a_slow_target_fail_the_call() -> None:

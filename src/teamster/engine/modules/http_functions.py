@@ -187,7 +187,7 @@ class HttpFunctions(Module):
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout_ms / 1000),
             ) as response:
-                raw = await response.content.read(self.config.max_response_bytes + 1)
+                raw = await _read_capped(response.content, self.config.max_response_bytes)
                 status = response.status
         except TimeoutError:
             raise InvocationError(
@@ -209,6 +209,19 @@ class HttpFunctions(Module):
                 ErrorCode.HTTP_INVOCATION_FAILED, f"{target.url} answered {status}: {text}", function_id=inv.function_id
             )
         return _decoded(raw)
+
+
+async def _read_capped(content: aiohttp.StreamReader, cap: int) -> bytes:
+    """The whole body, or its first `cap + 1` bytes when it is longer (the caller refuses that).
+
+    `StreamReader.read(n)` returns what has arrived so far, not n bytes, so one read would cut a reply
+    that comes in several pieces."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= cap and (chunk := await content.read(cap + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _auth_headers(target: Target, body: bytes, function_id: str) -> dict[str, str]:
